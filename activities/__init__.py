@@ -1,0 +1,1 @@
+"""Activities: the side effects that job workflows ask for."""

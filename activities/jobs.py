@@ -1,0 +1,197 @@
+"""The side effects that `JobWorkflow` asks for: quotes, budget, instances and settlement.
+
+Every activity here is safe to run more than once. Ledger transactions carry keys derived from
+the job id and the step; provisioning carries a client token derived from the job id and the
+attempt; status checks only read; terminating a terminated instance succeeds.
+
+Errors are classified where they enter: provider and ledger rejections become non-retryable
+`ApplicationError`s whose `type` the workflow matches on; everything else is left to Temporal's
+retries.
+"""
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from sqlalchemy import Engine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+import ledger
+from activities.types import (
+    INSUFFICIENT_CREDITS,
+    LEDGER_REJECTED,
+    OUT_OF_CAPACITY,
+    PROVISIONING_FAILED,
+    UNKNOWN_PROVIDER,
+    BudgetRequest,
+    BudgetResult,
+    InstanceInput,
+    InstanceReport,
+    JobConfig,
+    JobConfigInput,
+    ProvisionInput,
+    ProvisionOutput,
+    QuoteInput,
+    QuoteOutput,
+    SettleInput,
+    SettleOutput,
+)
+from ledger.metering import segment_cost_micros
+from providers.base import (
+    InstanceStatus,
+    OutOfCapacity,
+    PermanentProviderError,
+    ProviderClient,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class JobActivities:
+    """Activities of a job, bound to the worker's providers and ledger."""
+
+    def __init__(
+        self,
+        *,
+        providers: Mapping[str, ProviderClient],
+        ledger_engine: Engine,
+        poll_interval_seconds: int,
+    ) -> None:
+        self._providers = dict(providers)
+        self._engine = ledger_engine
+        self._poll_interval_seconds = poll_interval_seconds
+
+    def _provider(self, name: str) -> ProviderClient:
+        try:
+            return self._providers[name]
+        except KeyError:
+            raise ApplicationError(
+                f"provider {name!r} is not enabled on this worker; enabled: {sorted(self._providers)}",
+                type=UNKNOWN_PROVIDER,
+                non_retryable=True,
+            ) from None
+
+    @activity.defn
+    async def load_job_config(self, _: JobConfigInput) -> JobConfig:
+        """Return the enabled providers and the polling interval of this worker."""
+        return JobConfig(
+            providers=list(self._providers),
+            poll_interval_seconds=self._poll_interval_seconds,
+        )
+
+    @activity.defn
+    async def get_quotes(self, input: QuoteInput) -> QuoteOutput:
+        """Ask one provider for its offers."""
+        offers = await self._provider(input.provider).quote(input.request)
+        return QuoteOutput(offers=offers)
+
+    @activity.defn
+    async def hold_budget(self, input: BudgetRequest) -> BudgetResult:
+        """Move the job's maximum budget from the tenant's available credits to held."""
+        try:
+            posted = await asyncio.to_thread(
+                ledger.hold,
+                self._engine,
+                tenant_id=input.tenant_id,
+                job_id=input.job_id,
+                amount_micros=input.amount_micros,
+                key=input.key,
+            )
+        except ledger.InsufficientFunds as error:
+            raise ApplicationError(str(error), type=INSUFFICIENT_CREDITS, non_retryable=True) from error
+        except ledger.LedgerError as error:
+            raise ApplicationError(str(error), type=LEDGER_REJECTED, non_retryable=True) from error
+        return BudgetResult(transaction_id=posted.transaction_id, replayed=posted.replayed)
+
+    @activity.defn
+    async def provision_instance(self, input: ProvisionInput) -> ProvisionOutput:
+        """Launch an instance for one attempt, or adopt the one its client token launched."""
+        provider = self._provider(input.request.offer.provider)
+        try:
+            instance_id = await provider.provision(input.request)
+        except OutOfCapacity as error:
+            raise ApplicationError(str(error), type=OUT_OF_CAPACITY, non_retryable=True) from error
+        except PermanentProviderError as error:
+            raise ApplicationError(str(error), type=PROVISIONING_FAILED, non_retryable=True) from error
+        activity.logger.info(
+            "provisioned instance %s on %s", instance_id, input.request.offer.provider
+        )
+        return ProvisionOutput(instance_id=instance_id)
+
+    @activity.defn
+    async def check_instance(self, input: InstanceInput) -> InstanceReport:
+        """Read an instance's state and price its usage so far at the offer's rate."""
+        status = await self._provider(input.offer.provider).status(input.instance_id, input.now)
+        return _report(input, status)
+
+    @activity.defn
+    async def terminate_instance(self, input: InstanceInput) -> InstanceReport:
+        """Tear an instance down and price its final usage.
+
+        The provider raises TransientProviderError until it confirms the instance is gone, so
+        Temporal retries this activity until then.
+        """
+        status = await self._provider(input.offer.provider).terminate(input.instance_id, input.now)
+        activity.logger.info(
+            "terminated instance %s on %s after %d billable seconds",
+            input.instance_id,
+            input.offer.provider,
+            status.billable_seconds,
+        )
+        return _report(input, status)
+
+    @activity.defn
+    async def settle_budget(self, input: SettleInput) -> SettleOutput:
+        """Capture the job's cost, capped at its hold, and release the rest of the hold."""
+        captured = min(input.cost_micros, input.held_micros)
+        released = input.held_micros - captured
+        try:
+            if captured > 0:
+                await asyncio.to_thread(
+                    ledger.capture,
+                    self._engine,
+                    tenant_id=input.tenant_id,
+                    job_id=input.job_id,
+                    amount_micros=captured,
+                    key=f"{input.job_id}/capture",
+                )
+            if released > 0:
+                await asyncio.to_thread(
+                    ledger.release,
+                    self._engine,
+                    tenant_id=input.tenant_id,
+                    job_id=input.job_id,
+                    amount_micros=released,
+                    key=f"{input.job_id}/release",
+                )
+        except ledger.LedgerError as error:
+            raise ApplicationError(str(error), type=LEDGER_REJECTED, non_retryable=True) from error
+        return SettleOutput(captured_micros=captured, released_micros=released)
+
+    def all(self) -> list:
+        """Return every activity method, for registering on a worker."""
+        return [
+            self.load_job_config,
+            self.get_quotes,
+            self.hold_budget,
+            self.provision_instance,
+            self.check_instance,
+            self.terminate_instance,
+            self.settle_budget,
+        ]
+
+
+def _report(input: InstanceInput, status: InstanceStatus) -> InstanceReport:
+    cost = segment_cost_micros(
+        price_per_hour_micros=input.offer.price_per_hour_micros,
+        seconds=status.billable_seconds,
+        minimum_seconds=input.offer.minimum_billed_seconds,
+    )
+    return InstanceReport(
+        state=status.state,
+        billable_seconds=status.billable_seconds,
+        cost_micros=cost,
+        exit_code=status.exit_code,
+        message=status.message,
+    )

@@ -1,0 +1,122 @@
+"""Inputs and outputs of the job activities.
+
+They are recorded in workflow histories: add fields with defaults, never rename or remove one.
+"""
+
+from dataclasses import dataclass, field
+
+from providers.base import InstanceState, Offer, ProvisionRequest, QuoteRequest
+
+# ApplicationError types that activities raise for business rejections. The workflow matches on
+# these strings, so they are part of the history contract too.
+OUT_OF_CAPACITY = "OutOfCapacity"
+PROVISIONING_FAILED = "ProvisioningFailed"
+INSUFFICIENT_CREDITS = "InsufficientCredits"
+LEDGER_REJECTED = "LedgerRejected"
+UNKNOWN_PROVIDER = "UnknownProvider"
+
+
+@dataclass
+class JobConfigInput:
+    """Input of `load_job_config`; empty, kept as a dataclass so fields can be added."""
+
+
+@dataclass
+class JobConfig:
+    """Worker configuration that a job reads once, at its start, into its history."""
+
+    providers: list[str]
+    """Names of the enabled providers, in configuration order."""
+
+    poll_interval_seconds: int
+    """Seconds between two status checks of a running instance."""
+
+
+@dataclass
+class QuoteInput:
+    """Input of `get_quotes`: one provider and what the job needs."""
+
+    provider: str
+    request: QuoteRequest
+
+
+@dataclass
+class QuoteOutput:
+    """Offers from one provider."""
+
+    offers: list[Offer] = field(default_factory=list)
+
+
+@dataclass
+class BudgetRequest:
+    """Input of `hold_budget`."""
+
+    tenant_id: str
+    job_id: str
+    amount_micros: int
+    key: str
+    """Idempotency key of the ledger transaction."""
+
+
+@dataclass
+class BudgetResult:
+    """Output of `hold_budget`."""
+
+    transaction_id: int
+    replayed: bool
+    """True when the key had already been posted and the first result was returned."""
+
+
+@dataclass
+class ProvisionInput:
+    """Input of `provision_instance`."""
+
+    request: ProvisionRequest
+
+
+@dataclass
+class ProvisionOutput:
+    """Output of `provision_instance`."""
+
+    instance_id: str
+
+
+@dataclass
+class InstanceInput:
+    """Input of `check_instance` and `terminate_instance`."""
+
+    offer: Offer
+    """Offer the instance was launched from; its price meters the usage."""
+
+    instance_id: str
+    now: float
+    """Workflow clock in seconds since the epoch, for simulated providers."""
+
+
+@dataclass
+class InstanceReport:
+    """An instance's state and what its usage costs so far at the offer's price."""
+
+    state: InstanceState
+    billable_seconds: int
+    cost_micros: int
+    exit_code: int | None = None
+    message: str = ""
+
+
+@dataclass
+class SettleInput:
+    """Input of `settle_budget`: capture the cost and release the rest of the job's hold."""
+
+    tenant_id: str
+    job_id: str
+    held_micros: int
+    cost_micros: int
+
+
+@dataclass
+class SettleOutput:
+    """Output of `settle_budget`."""
+
+    captured_micros: int
+    released_micros: int

@@ -1,0 +1,1 @@
+"""Small real workloads that example jobs run."""

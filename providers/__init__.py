@@ -1,0 +1,35 @@
+"""Compute provider adapters behind one contract, `ProviderClient`.
+
+This package re-exports only the contract from `providers.base`. Workflow code imports those
+dataclasses, so importing the package must stay free of side effects and heavy dependencies.
+Import the adapters from `providers.local` and `providers.fake`, and `build_providers` from
+`providers.registry`.
+"""
+
+from providers.base import (
+    FINAL_INSTANCE_STATES,
+    InstanceState,
+    InstanceStatus,
+    Offer,
+    OutOfCapacity,
+    PermanentProviderError,
+    ProviderClient,
+    ProviderError,
+    ProvisionRequest,
+    QuoteRequest,
+    TransientProviderError,
+)
+
+__all__ = [
+    "FINAL_INSTANCE_STATES",
+    "InstanceState",
+    "InstanceStatus",
+    "Offer",
+    "OutOfCapacity",
+    "PermanentProviderError",
+    "ProviderClient",
+    "ProviderError",
+    "ProvisionRequest",
+    "QuoteRequest",
+    "TransientProviderError",
+]

@@ -1,0 +1,50 @@
+"""Build the provider adapters that the settings enable."""
+
+from collections.abc import Callable
+
+from config.settings import Settings
+from ledger.money import credits_to_micros
+from providers.base import ProviderClient
+from providers.fake import FakeProvider
+from providers.local import LocalProvider
+
+
+def _build_local(settings: Settings) -> LocalProvider:
+    return LocalProvider(
+        work_root=settings.data_dir / "jobs",
+        price_per_hour_micros=credits_to_micros(settings.local_price_per_hour),
+    )
+
+
+def _build_fake(settings: Settings) -> FakeProvider:
+    # The state file keeps simulated instances across a worker restart, so that running jobs
+    # can still poll and terminate them.
+    return FakeProvider(
+        price_per_hour_micros=credits_to_micros(settings.fake_price_per_hour),
+        gpu_types=settings.fake_gpu_types,
+        start_seconds=settings.fake_start_seconds,
+        run_seconds=settings.fake_run_seconds,
+        state_file=settings.data_dir / "fake_instances.json",
+    )
+
+
+PROVIDER_BUILDERS: dict[str, Callable[[Settings], ProviderClient]] = {
+    "local": _build_local,
+    "fake": _build_fake,
+}
+"""Builder of each provider that can be enabled, by name."""
+
+
+def build_providers(settings: Settings) -> dict[str, ProviderClient]:
+    """Build the providers named in `settings.providers`, keyed by name, in that order.
+
+    Raises:
+        ValueError: A name is not a known provider.
+    """
+    unknown = [name for name in settings.providers if name not in PROVIDER_BUILDERS]
+    if unknown:
+        raise ValueError(
+            f"unknown provider {', '.join(map(repr, unknown))} in CAC_PROVIDERS;"
+            f" known providers: {', '.join(PROVIDER_BUILDERS)}"
+        )
+    return {name: PROVIDER_BUILDERS[name](settings) for name in settings.providers}

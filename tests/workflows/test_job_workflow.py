@@ -1,0 +1,221 @@
+"""JobWorkflow on the time-skipping test server, with fake providers and a PostgreSQL ledger."""
+
+import uuid
+from contextlib import asynccontextmanager
+
+from temporalio.client import WorkflowHandle
+from temporalio.worker import Worker
+
+import ledger
+from activities.jobs import JobActivities
+from ledger.metering import segment_cost_micros
+from providers.fake import FakeFaults, FakeProvider
+from workflows.job import JobWorkflow
+from workflows.types import JobInput, JobState, JobStatus, CancelRequest
+
+CREDIT = 1_000_000
+PRICE = 2_500_000  # 2.5 credits per hour
+HOUR = 3600
+
+
+def fake(name: str = "fake", **overrides) -> FakeProvider:
+    options = dict(
+        price_per_hour_micros=PRICE,
+        gpu_types=["A100"],
+        start_seconds=0,
+        run_seconds=3 * HOUR,
+    )
+    options.update(overrides)
+    return FakeProvider(name, **options)
+
+
+def job_input(tenant: str, budget_micros: int) -> JobInput:
+    return JobInput(
+        job_id=f"job-{uuid.uuid4().hex}",
+        tenant_id=tenant,
+        image="python:3.11",
+        command=["python", "train.py"],
+        max_budget_micros=budget_micros,
+        gpu_type="A100",
+        gpu_count=1,
+    )
+
+
+@asynccontextmanager
+async def job_worker(env, engine, providers, poll_interval_seconds=60):
+    task_queue = f"jobs-{uuid.uuid4().hex}"
+    activities = JobActivities(
+        providers={p.name: p for p in providers},
+        ledger_engine=engine,
+        poll_interval_seconds=poll_interval_seconds,
+    )
+    async with Worker(
+        env.client,
+        task_queue=task_queue,
+        workflows=[JobWorkflow],
+        activities=activities.all(),
+    ):
+        yield task_queue
+
+
+async def start(env, task_queue: str, input: JobInput) -> WorkflowHandle:
+    return await env.client.start_workflow(
+        JobWorkflow.run, input, id=input.job_id, task_queue=task_queue
+    )
+
+
+def fund(engine, tenant: str, micros: int) -> None:
+    ledger.grant(engine, tenant_id=tenant, amount_micros=micros, key=f"grant-{uuid.uuid4().hex}")
+
+
+async def test_three_hour_job_charged_exactly(time_env, ledger_engine, tenant):
+    provider = fake()
+    fund(ledger_engine, tenant, 100 * CREDIT)
+    input = job_input(tenant, 20 * CREDIT)
+
+    async with job_worker(time_env, ledger_engine, [provider]) as task_queue:
+        handle = await start(time_env, task_queue, input)
+        state: JobState = await handle.result()
+
+    assert state.status == JobStatus.SUCCEEDED
+    assert state.failure_reason == ""
+    assert state.exit_code == 0
+    assert state.captured_micros == 7_500_000
+    assert state.released_micros == 12_500_000
+    assert state.cost_micros == 7_500_000
+    assert state.held_micros == 0
+    balances = ledger.get_balances(ledger_engine, tenant)
+    assert balances.available_micros == 92_500_000
+    assert balances.held_micros == 0
+    assert balances.spent_micros == 7_500_000
+    assert provider.live_instances() == 0
+
+
+async def test_no_capacity_fails_over_to_next_provider(time_env, ledger_engine, tenant):
+    full = fake("cheap", price_per_hour_micros=1 * CREDIT, faults=FakeFaults(no_capacity=True))
+    spare = fake("spare", run_seconds=HOUR)
+    fund(ledger_engine, tenant, 10 * CREDIT)
+    input = job_input(tenant, 5 * CREDIT)
+
+    async with job_worker(time_env, ledger_engine, [full, spare]) as task_queue:
+        state: JobState = await (await start(time_env, task_queue, input)).result()
+
+    assert state.status == JobStatus.SUCCEEDED
+    assert [a.offer.provider for a in state.attempts] == ["cheap", "spare"]
+    assert state.attempts[0].instance_id is None
+    assert "capacity" in state.attempts[0].error
+    assert state.chosen_offer.provider == "spare"
+    assert state.captured_micros == 2_500_000
+    assert ledger.get_balances(ledger_engine, tenant).available_micros == 7_500_000
+    assert full.live_instances() == 0
+    assert spare.live_instances() == 0
+
+
+async def test_insufficient_credits_fails_with_nothing_held(time_env, ledger_engine, tenant):
+    provider = fake()
+    fund(ledger_engine, tenant, 1 * CREDIT)
+    input = job_input(tenant, 5 * CREDIT)
+
+    async with job_worker(time_env, ledger_engine, [provider]) as task_queue:
+        state: JobState = await (await start(time_env, task_queue, input)).result()
+
+    assert state.status == JobStatus.FAILED
+    assert state.failure_reason.startswith("insufficient credits")
+    assert state.held_micros == 0
+    assert state.attempts == []
+    balances = ledger.get_balances(ledger_engine, tenant)
+    assert balances.available_micros == 1 * CREDIT
+    assert balances.held_micros == 0
+    assert provider.launch_count == 0
+
+
+async def test_cancel_while_running_charges_time_used(time_env, ledger_engine, tenant):
+    provider = fake()
+    fund(ledger_engine, tenant, 100 * CREDIT)
+    input = job_input(tenant, 20 * CREDIT)
+
+    async with job_worker(time_env, ledger_engine, [provider]) as task_queue:
+        handle = await start(time_env, task_queue, input)
+        await time_env.sleep(10 * 60)
+        running: JobState = await handle.query(JobWorkflow.state)
+        await handle.signal(JobWorkflow.cancel, CancelRequest(reason="no longer needed"))
+        state: JobState = await handle.result()
+
+    assert running.status == JobStatus.RUNNING
+    assert state.status == JobStatus.CANCELLED
+    assert state.failure_reason == "no longer needed"
+    (instance,) = provider.instances.values()
+    used = instance.status_at(instance.terminated_at).billable_seconds
+    assert 10 * 60 <= used < 15 * 60
+    expected = segment_cost_micros(price_per_hour_micros=PRICE, seconds=used)
+    assert state.captured_micros == expected
+    assert state.released_micros == 20 * CREDIT - expected
+    balances = ledger.get_balances(ledger_engine, tenant)
+    assert balances.available_micros == 100 * CREDIT - expected
+    assert balances.held_micros == 0
+    assert provider.live_instances() == 0
+
+
+async def test_crash_mid_run_charges_time_used(time_env, ledger_engine, tenant):
+    provider = fake(faults=FakeFaults(crash_after_seconds=30 * 60))
+    fund(ledger_engine, tenant, 100 * CREDIT)
+    input = job_input(tenant, 20 * CREDIT)
+
+    async with job_worker(time_env, ledger_engine, [provider]) as task_queue:
+        state: JobState = await (await start(time_env, task_queue, input)).result()
+
+    assert state.status == JobStatus.FAILED
+    assert state.failure_reason == "the instance failed: instance crashed"
+    assert state.captured_micros == 1_250_000
+    assert state.released_micros == 18_750_000
+    balances = ledger.get_balances(ledger_engine, tenant)
+    assert balances.available_micros == 98_750_000
+    assert balances.held_micros == 0
+    assert provider.live_instances() == 0
+
+
+async def test_budget_exhausted_stops_job_and_captures_hold(time_env, ledger_engine, tenant):
+    provider = fake()
+    fund(ledger_engine, tenant, 100 * CREDIT)
+    input = job_input(tenant, 1 * CREDIT)  # buys 24 minutes at 2.5 credits per hour
+
+    async with job_worker(time_env, ledger_engine, [provider]) as task_queue:
+        state: JobState = await (await start(time_env, task_queue, input)).result()
+
+    assert state.status == JobStatus.FAILED
+    assert state.failure_reason.startswith("budget exhausted")
+    assert state.captured_micros == 1 * CREDIT
+    assert state.released_micros == 0
+    assert ledger.get_balances(ledger_engine, tenant).available_micros == 99 * CREDIT
+    assert provider.live_instances() == 0
+
+
+async def test_no_offer_fails_without_hold(time_env, ledger_engine, tenant):
+    provider = fake(gpu_types=["H100"])
+    fund(ledger_engine, tenant, 10 * CREDIT)
+    input = job_input(tenant, 5 * CREDIT)
+
+    async with job_worker(time_env, ledger_engine, [provider]) as task_queue:
+        state: JobState = await (await start(time_env, task_queue, input)).result()
+
+    assert state.status == JobStatus.FAILED
+    assert state.failure_reason == "no enabled provider offered A100"
+    assert ledger.get_balances(ledger_engine, tenant).held_micros == 0
+
+
+async def test_workflow_cancel_while_running_tears_down(time_env, ledger_engine, tenant):
+    provider = fake()
+    fund(ledger_engine, tenant, 100 * CREDIT)
+    input = job_input(tenant, 20 * CREDIT)
+
+    async with job_worker(time_env, ledger_engine, [provider]) as task_queue:
+        handle = await start(time_env, task_queue, input)
+        await time_env.sleep(5 * 60)
+        await handle.cancel()
+        state: JobState = await handle.result()
+
+    assert state.status == JobStatus.CANCELLED
+    assert state.failure_reason == "cancelled through Temporal"
+    assert state.captured_micros > 0
+    assert ledger.get_balances(ledger_engine, tenant).held_micros == 0
+    assert provider.live_instances() == 0

@@ -1,0 +1,1 @@
+"""Job workflows and their dataclasses; deterministic code only."""

@@ -1,0 +1,381 @@
+"""`JobWorkflow`: one durable execution per job, from quotes to settlement.
+
+The workflow owns the job's state. It collects quotes, picks an offer, holds the budget,
+provisions with fail-over, polls the instance on a durable timer, and on every path tears the
+instance down and settles the hold: the real cost is captured, the rest released.
+
+This module must stay deterministic: no I/O, no wall clock, no randomness. Changing the order
+or kind of commands it issues breaks the replay of jobs already running; such a change needs
+`workflow.patched`.
+"""
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.jobs import JobActivities
+    from activities.types import (
+        INSUFFICIENT_CREDITS,
+        OUT_OF_CAPACITY,
+        BudgetRequest,
+        InstanceInput,
+        InstanceReport,
+        JobConfigInput,
+        ProvisionInput,
+        QuoteInput,
+        SettleInput,
+    )
+    from providers.base import InstanceState, Offer, ProvisionRequest, QuoteRequest
+    from workflows.selection import rank_balanced
+    from workflows.types import (
+        FINAL_JOB_STATUSES,
+        Attempt,
+        CancelRequest,
+        JobInput,
+        JobState,
+        JobStatus,
+    )
+
+QUOTE_TIMEOUT = timedelta(seconds=10)
+# A provider that cannot quote within two tries is left out rather than delaying the job.
+QUOTE_RETRY = RetryPolicy(maximum_attempts=2)
+
+PROVISION_TIMEOUT = timedelta(minutes=2)
+# Transient launch errors get a few tries at one offer; after that the next offer is tried.
+PROVISION_RETRY = RetryPolicy(maximum_attempts=4, maximum_interval=timedelta(seconds=30))
+
+STATUS_TIMEOUT = timedelta(seconds=30)
+LEDGER_TIMEOUT = timedelta(seconds=30)
+TERMINATE_TIMEOUT = timedelta(minutes=2)
+# Unlimited attempts, because teardown and settlement must finish for the job to be correct:
+# an instance left running keeps costing money, and a hold left open locks the tenant's credits.
+UNTIL_DONE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
+
+
+@workflow.defn
+class JobWorkflow:
+    """Runs one job; the workflow id is the job id."""
+
+    @workflow.init
+    def __init__(self, input: JobInput) -> None:
+        self._input = input
+        self._state = JobState(
+            job_id=input.job_id,
+            tenant_id=input.tenant_id,
+            submitted_at=input.submitted_at,
+        )
+        self._cancel_reason: str | None = None
+        self._offer: Offer | None = None
+        self._instance_live = False
+
+    @workflow.run
+    async def run(self, input: JobInput) -> JobState:
+        """Run the job to a final status and return its final state."""
+        try:
+            await self._place_and_run()
+        except asyncio.CancelledError:
+            # A Temporal cancel request. Clean up as for a cancel signal, then complete
+            # normally, so the final state and its settlement stay readable in the result.
+            self._finish(JobStatus.CANCELLED, self._cancel_reason or "cancelled through Temporal")
+
+        await self._tear_down()
+        await self._settle()
+        return self._state
+
+    @workflow.query
+    def state(self) -> JobState:
+        """Return the job's live state."""
+        return self._state
+
+    @workflow.signal
+    def cancel(self, request: CancelRequest) -> None:
+        """Ask the job to stop; it tears down, charges the time used and ends CANCELLED."""
+        if self._cancel_reason is None:
+            self._cancel_reason = request.reason or "cancelled by the user"
+
+    async def _place_and_run(self) -> None:
+        config = await workflow.execute_activity_method(
+            JobActivities.load_job_config,
+            JobConfigInput(),
+            start_to_close_timeout=QUOTE_TIMEOUT,
+        )
+        self._set_status(JobStatus.QUEUED)
+
+        offers = await self._collect_offers(config.providers)
+        ranked = rank_balanced(offers, self._input.max_budget_micros)
+        self._state.offers = ranked
+        if not ranked:
+            self._finish(JobStatus.FAILED, self._no_offer_reason(offers))
+            return
+        if self._cancelled():
+            return
+
+        if not await self._hold_budget():
+            return
+
+        if not await self._provision(ranked):
+            return
+
+        await self._monitor(config.poll_interval_seconds)
+
+    async def _collect_offers(self, providers: list[str]) -> list[Offer]:
+        request = QuoteRequest(
+            gpu_type=self._input.gpu_type,
+            gpu_count=self._input.gpu_count,
+            spot_ok=self._input.spot_ok,
+        )
+        calls = [
+            workflow.execute_activity_method(
+                JobActivities.get_quotes,
+                QuoteInput(provider=name, request=request),
+                start_to_close_timeout=QUOTE_TIMEOUT,
+                retry_policy=QUOTE_RETRY,
+            )
+            for name in providers
+        ]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+
+        offers: list[Offer] = []
+        for name, result in zip(providers, results):
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                workflow.logger.warning("provider %s gave no quote: %s", name, _describe(result))
+                continue
+            offers.extend(result.offers)
+        return offers
+
+    def _no_offer_reason(self, offers: list[Offer]) -> str:
+        wanted = self._input.gpu_type or "a CPU-only instance"
+        budget = format_credits(self._input.max_budget_micros)
+        if offers:
+            return f"no offer for {wanted} fits the maximum budget of {budget} credits"
+        return f"no enabled provider offered {wanted}"
+
+    async def _hold_budget(self) -> bool:
+        amount = self._input.max_budget_micros
+        try:
+            await workflow.execute_activity_method(
+                JobActivities.hold_budget,
+                BudgetRequest(
+                    tenant_id=self._input.tenant_id,
+                    job_id=self._input.job_id,
+                    amount_micros=amount,
+                    key=f"{self._input.job_id}/hold",
+                ),
+                start_to_close_timeout=LEDGER_TIMEOUT,
+            )
+        except ActivityError as error:
+            if _error_type(error) == INSUFFICIENT_CREDITS:
+                reason = f"insufficient credits: {_describe(error)}"
+            else:
+                reason = f"the budget could not be held: {_describe(error)}"
+            self._finish(JobStatus.FAILED, reason)
+            return False
+
+        self._state.held_micros = amount
+        return True
+
+    async def _provision(self, ranked: list[Offer]) -> bool:
+        """Launch on the best offer that has capacity; return whether an instance is live."""
+        self._set_status(JobStatus.PROVISIONING)
+        for number, offer in enumerate(ranked, start=1):
+            if self._cancelled():
+                return False
+
+            attempt = Attempt(number=number, offer=offer)
+            self._state.attempts.append(attempt)
+            request = ProvisionRequest(
+                client_token=f"{self._input.job_id}-{number}",
+                job_id=self._input.job_id,
+                offer=offer,
+                image=self._input.image,
+                command=self._input.command,
+                env=self._input.env,
+                now=workflow.now().timestamp(),
+            )
+            launch = workflow.start_activity_method(
+                JobActivities.provision_instance,
+                ProvisionInput(request=request),
+                start_to_close_timeout=PROVISION_TIMEOUT,
+                retry_policy=PROVISION_RETRY,
+            )
+            try:
+                # Shielded so that a cancel during the launch still learns the instance id
+                # and tears the instance down instead of leaking it.
+                launched = await asyncio.shield(launch)
+            except asyncio.CancelledError:
+                await self._adopt_after_cancel(launch, attempt, offer)
+                raise
+            except ActivityError as error:
+                attempt.error = _describe(error)
+                kind = "no capacity" if _error_type(error) == OUT_OF_CAPACITY else "launch failed"
+                workflow.logger.warning(
+                    "attempt %d on %s/%s: %s: %s",
+                    number, offer.provider, offer.instance_type, kind, attempt.error,
+                )
+                # TODO: a launch that timed out may still have created an instance under this
+                # client token; finding and terminating it belongs to provider-side adoption.
+                continue
+
+            attempt.instance_id = launched.instance_id
+            self._use_instance(offer, launched.instance_id)
+            return True
+
+        tried = "; ".join(
+            f"{a.offer.provider}/{a.offer.instance_type}: {a.error}" for a in self._state.attempts
+        )
+        self._finish(JobStatus.FAILED, f"every offer failed to provision ({tried})")
+        return False
+
+    async def _adopt_after_cancel(self, launch, attempt: Attempt, offer: Offer) -> None:
+        try:
+            launched = await launch
+        except ActivityError as error:
+            attempt.error = _describe(error)
+            return
+        attempt.instance_id = launched.instance_id
+        self._use_instance(offer, launched.instance_id)
+
+    def _use_instance(self, offer: Offer, instance_id: str) -> None:
+        self._offer = offer
+        self._instance_live = True
+        self._state.chosen_offer = offer
+        self._state.instance_id = instance_id
+
+    async def _monitor(self, poll_interval_seconds: int) -> None:
+        while True:
+            if await self._cancel_requested_within(poll_interval_seconds):
+                self._cancelled()
+                return
+
+            report = await workflow.execute_activity_method(
+                JobActivities.check_instance,
+                self._instance_input(),
+                start_to_close_timeout=STATUS_TIMEOUT,
+            )
+            self._state.cost_micros = report.cost_micros
+            if report.state != InstanceState.PENDING and not self._state.started_at:
+                self._state.started_at = workflow.now().isoformat()
+                self._set_status(JobStatus.RUNNING)
+
+            if self._finish_on_instance_end(report):
+                return
+
+            if report.cost_micros >= self._state.held_micros:
+                budget = format_credits(self._state.held_micros)
+                self._finish(
+                    JobStatus.FAILED,
+                    f"budget exhausted: the accrued cost reached the maximum budget of {budget} credits",
+                )
+                return
+
+    def _finish_on_instance_end(self, report: InstanceReport) -> bool:
+        self._state.exit_code = report.exit_code
+        if report.state == InstanceState.SUCCEEDED:
+            self._finish(JobStatus.SUCCEEDED)
+        elif report.state == InstanceState.FAILED:
+            if report.exit_code is not None:
+                reason = f"the command exited with code {report.exit_code}"
+            else:
+                reason = f"the instance failed: {report.message or 'no reason given by the provider'}"
+            self._finish(JobStatus.FAILED, reason)
+        elif report.state == InstanceState.PREEMPTED:
+            self._finish(JobStatus.FAILED, "the spot instance was preempted by the provider")
+        elif report.state == InstanceState.TERMINATED:
+            self._finish(JobStatus.FAILED, "the provider terminated the instance")
+        else:
+            return False
+        return True
+
+    async def _cancel_requested_within(self, seconds: int) -> bool:
+        try:
+            await workflow.wait_condition(
+                lambda: self._cancel_reason is not None, timeout=timedelta(seconds=seconds)
+            )
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def _cancelled(self) -> bool:
+        """Finish as CANCELLED if a cancel was requested; return whether it was."""
+        if self._cancel_reason is None:
+            return False
+        self._finish(JobStatus.CANCELLED, self._cancel_reason)
+        return True
+
+    async def _tear_down(self) -> None:
+        if not self._instance_live:
+            return
+        report = await workflow.execute_activity_method(
+            JobActivities.terminate_instance,
+            self._instance_input(),
+            start_to_close_timeout=TERMINATE_TIMEOUT,
+            retry_policy=UNTIL_DONE_RETRY,
+        )
+        self._instance_live = False
+        self._state.cost_micros = report.cost_micros
+        if report.exit_code is not None and self._state.exit_code is None:
+            self._state.exit_code = report.exit_code
+
+    async def _settle(self) -> None:
+        held = self._state.held_micros
+        if held == 0:
+            return
+        settled = await workflow.execute_activity_method(
+            JobActivities.settle_budget,
+            SettleInput(
+                tenant_id=self._input.tenant_id,
+                job_id=self._input.job_id,
+                held_micros=held,
+                cost_micros=self._state.cost_micros,
+            ),
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=UNTIL_DONE_RETRY,
+        )
+        self._state.held_micros = 0
+        self._state.captured_micros = settled.captured_micros
+        self._state.released_micros = settled.released_micros
+        self._state.cost_micros = settled.captured_micros
+
+    def _instance_input(self) -> InstanceInput:
+        assert self._offer is not None and self._state.instance_id is not None
+        return InstanceInput(
+            offer=self._offer,
+            instance_id=self._state.instance_id,
+            now=workflow.now().timestamp(),
+        )
+
+    def _set_status(self, status: JobStatus) -> None:
+        if self._state.status in FINAL_JOB_STATUSES:
+            return
+        workflow.logger.info("job %s is %s", self._input.job_id, status.value)
+        self._state.status = status
+
+    def _finish(self, status: JobStatus, reason: str = "") -> None:
+        if self._state.status in FINAL_JOB_STATUSES:
+            return
+        self._set_status(status)
+        self._state.failure_reason = reason
+        self._state.finished_at = workflow.now().isoformat()
+        if reason:
+            workflow.logger.info("job %s ended %s: %s", self._input.job_id, status.value, reason)
+
+
+def format_credits(micros: int) -> str:
+    """Format micro-credits as an exact decimal number of credits, such as "5.000000"."""
+    return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+
+def _error_type(error: ActivityError) -> str | None:
+    cause = error.cause
+    return cause.type if isinstance(cause, ApplicationError) else None
+
+
+def _describe(error: BaseException) -> str:
+    cause = error.cause if isinstance(error, ActivityError) and error.cause else error
+    return str(cause) or type(cause).__name__

@@ -1,0 +1,129 @@
+"""Input, state and signal dataclasses of `JobWorkflow`.
+
+These are part of every running job's history: add fields with defaults, never rename or
+remove one, or running jobs fail to replay.
+"""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from providers.base import Offer
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its lifecycle; the last three are final."""
+
+    SUBMITTED = "SUBMITTED"
+    QUEUED = "QUEUED"
+    PROVISIONING = "PROVISIONING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+FINAL_JOB_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@dataclass
+class JobInput:
+    """A submitted job, as the API hands it to the workflow."""
+
+    job_id: str
+    """Job id; also the workflow id."""
+
+    tenant_id: str
+    """Tenant that pays for the job: the subject of the submitting token."""
+
+    image: str
+    """Container image to run."""
+
+    command: list[str]
+    """Command and arguments to run in the image."""
+
+    max_budget_micros: int
+    """Most the job may cost, in micro-credits; held in the ledger before provisioning."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment variables for the command."""
+
+    gpu_type: str | None = None
+    """Requested GPU model; None for a job that needs no GPU."""
+
+    gpu_count: int = 0
+    """Requested number of GPUs."""
+
+    spot_ok: bool = False
+    """Whether an interruptible (spot) instance is acceptable."""
+
+    submitted_at: str = ""
+    """ISO 8601 time at which the API accepted the job."""
+
+
+@dataclass
+class Attempt:
+    """One provisioning attempt at one offer."""
+
+    number: int
+    """1 for the first attempt, counting up."""
+
+    offer: Offer
+    """Offer that was tried."""
+
+    instance_id: str | None = None
+    """Provider's instance id once launched; None if the launch failed."""
+
+    error: str = ""
+    """Why the attempt failed; empty if it launched."""
+
+
+@dataclass
+class JobState:
+    """A job's live state, returned by the `state` query and as the workflow result."""
+
+    job_id: str
+    tenant_id: str
+    status: JobStatus = JobStatus.SUBMITTED
+    failure_reason: str = ""
+    """Human-readable reason for FAILED or CANCELLED; empty otherwise."""
+
+    offers: list[Offer] = field(default_factory=list)
+    """Offers that fit the job, best first by the selection policy."""
+
+    chosen_offer: Offer | None = None
+    """Offer the job runs on, or last ran on."""
+
+    attempts: list[Attempt] = field(default_factory=list)
+    """Every provisioning attempt in order."""
+
+    instance_id: str | None = None
+    """Provider's id of the current instance."""
+
+    exit_code: int | None = None
+    """Exit code of the job's command once it finished, when the provider reports it."""
+
+    held_micros: int = 0
+    """Micro-credits held for the job and not yet captured or released."""
+
+    cost_micros: int = 0
+    """Cost accrued so far; after settlement, the captured amount."""
+
+    captured_micros: int = 0
+    """Micro-credits captured as revenue at settlement."""
+
+    released_micros: int = 0
+    """Micro-credits returned to the tenant at settlement."""
+
+    submitted_at: str = ""
+    started_at: str = ""
+    """ISO 8601 time at which the instance started running the command."""
+
+    finished_at: str = ""
+    """ISO 8601 time at which the job reached a final status."""
+
+
+@dataclass
+class CancelRequest:
+    """Signal argument asking a job to stop."""
+
+    reason: str = "cancelled by the user"
