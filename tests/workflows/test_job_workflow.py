@@ -11,7 +11,7 @@ from activities.jobs import JobActivities
 from ledger.metering import segment_cost_micros
 from providers.fake import FakeFaults, FakeProvider
 from workflows.job import JobWorkflow
-from workflows.types import JobInput, JobState, JobStatus, CancelRequest
+from workflows.types import CancelRequest, JobInput, JobState, JobStatus
 
 CREDIT = 1_000_000
 PRICE = 2_500_000  # 2.5 credits per hour

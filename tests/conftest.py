@@ -1,0 +1,43 @@
+"""Fixtures shared by every test package: a fresh PostgreSQL database per test session."""
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy as sa
+
+from ledger.db import normalize_database_url
+from ledger.schema import upgrade
+
+DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@contextmanager
+def fresh_pg_database() -> Iterator[str]:
+    """Create an empty PostgreSQL database, yield its URL, and drop it afterwards.
+
+    The database is created through the admin URL in `CAC_TEST_PG_URL`, or
+    `DEFAULT_ADMIN_URL` when it is unset.
+    """
+    admin_url = normalize_database_url(os.environ.get("CAC_TEST_PG_URL", DEFAULT_ADMIN_URL))
+    database_name = f"cac_test_{secrets.token_hex(6)}"
+    admin_engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+
+    with admin_engine.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{database_name}"')
+    try:
+        yield admin_url.set(database=database_name).render_as_string(hide_password=False)
+    finally:
+        with admin_engine.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)')
+        admin_engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a new PostgreSQL database with the ledger schema, dropped after the session."""
+    with fresh_pg_database() as url:
+        upgrade(url)
+        yield url
