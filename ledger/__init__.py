@@ -1,9 +1,10 @@
 """Double-entry ledger of credits, in integer micro-credits.
 
 Tenants get credits by grant, jobs hold their budget, and settlement captures the cost and
-releases the rest. Create the schema with `ledger.schema.upgrade` and an engine with
-`create_ledger_engine`, then call the operations below; each is one database transaction and
-idempotent by its key.
+releases the rest; a refund gives captured credits back, and granted credits can expire.
+Create the schema with `ledger.schema.upgrade` and an engine with `create_ledger_engine`,
+then call the operations below; each is one database transaction and idempotent by its key.
+`verify_ledger` audits the whole ledger.
 """
 
 from ledger.balances import (
@@ -22,15 +23,36 @@ from ledger.errors import (
     InsufficientFunds,
     InvalidAmount,
     LedgerError,
+    RefundExceeded,
     UnknownHold,
 )
-from ledger.metering import segment_cost_micros
+from ledger.expiry import expire_grants
+from ledger.metering import (
+    BillingRule,
+    CappedCapture,
+    billing_rule_for,
+    capped_capture,
+    segment_cost_micros,
+)
 from ledger.money import MICROS_PER_CREDIT, credits_to_micros, micros_to_credits
-from ledger.operations import PostedTransaction, capture, grant, hold, release
+from ledger.operations import (
+    Operation,
+    PostedTransaction,
+    capture,
+    grant,
+    hold,
+    post_batch,
+    refund,
+    release,
+)
 from ledger.schema import upgrade
+from ledger.statements import StatementEntry, StatementPage, get_statement
+from ledger.verify import VerifyReport, verify_ledger
 
 __all__ = [
     "MICROS_PER_CREDIT",
+    "BillingRule",
+    "CappedCapture",
     "DuplicateHold",
     "HoldExceeded",
     "HoldRecord",
@@ -38,20 +60,32 @@ __all__ = [
     "InsufficientFunds",
     "InvalidAmount",
     "LedgerError",
+    "Operation",
     "PlatformBalances",
     "PostedTransaction",
+    "RefundExceeded",
+    "StatementEntry",
+    "StatementPage",
     "TenantBalances",
     "UnknownHold",
+    "VerifyReport",
+    "billing_rule_for",
+    "capped_capture",
     "capture",
     "create_ledger_engine",
     "credits_to_micros",
+    "expire_grants",
     "get_balances",
     "get_hold",
     "get_platform_balances",
+    "get_statement",
     "grant",
     "hold",
     "micros_to_credits",
+    "post_batch",
+    "refund",
     "release",
     "segment_cost_micros",
     "upgrade",
+    "verify_ledger",
 ]

@@ -5,8 +5,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from ledger.db import run_with_reconnect
 from ledger.models import (
     AVAILABLE,
+    EXPIRED,
     FUNDING,
     HELD,
     PLATFORM_TENANT_ID,
@@ -27,7 +29,7 @@ class TenantBalances:
     """Credits reserved for jobs and not yet captured or released."""
 
     spent_micros: int
-    """Total captured from the tenant's holds, over all time."""
+    """Total captured from the tenant's holds minus the total refunded, over all time."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,10 @@ class PlatformBalances:
     """Funding balance: minus the total ever granted to tenants."""
 
     revenue_micros: int
-    """Total captured from all tenants."""
+    """Total captured from all tenants, minus the total refunded."""
+
+    expired_micros: int = 0
+    """Total of expired grants, over all time."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,9 @@ class HoldRecord:
     released_micros: int
     """Total released from the hold so far."""
 
+    refunded_micros: int = 0
+    """Total refunded of what was captured, so far."""
+
     @property
     def remaining_micros(self) -> int:
         """Amount still held, which captures and releases can draw on."""
@@ -69,6 +77,8 @@ class HoldRecord:
 def get_balances(engine: Engine, tenant_id: str) -> TenantBalances:
     """Read a tenant's available, held and spent balances.
 
+    Spent is what was captured from the tenant's holds minus what was refunded.
+
     The three values come from one SQL statement, so on PostgreSQL they are one consistent
     snapshot even while operations run.
     """
@@ -77,28 +87,35 @@ def get_balances(engine: Engine, tenant_id: str) -> TenantBalances:
         _balance_subquery(tenant_id, HELD),
         _spent_subquery(tenant_id),
     )
-    with engine.connect() as connection:
-        available, held, spent = connection.execute(statement).one()
+    available, held, spent = _read_one_row(engine, statement)
 
     return TenantBalances(available_micros=available, held_micros=held, spent_micros=spent)
 
 
 def get_platform_balances(engine: Engine) -> PlatformBalances:
-    """Read the platform's funding and revenue balances in one consistent snapshot."""
+    """Read the platform's funding, revenue and expired balances in one consistent snapshot."""
     statement = sa.select(
         _balance_subquery(PLATFORM_TENANT_ID, FUNDING),
         _balance_subquery(PLATFORM_TENANT_ID, REVENUE),
+        _balance_subquery(PLATFORM_TENANT_ID, EXPIRED),
     )
-    with engine.connect() as connection:
-        funding, revenue = connection.execute(statement).one()
+    funding, revenue, expired = _read_one_row(engine, statement)
 
-    return PlatformBalances(funding_micros=funding, revenue_micros=revenue)
+    return PlatformBalances(
+        funding_micros=funding, revenue_micros=revenue, expired_micros=expired
+    )
 
 
 def get_hold(engine: Engine, job_id: str) -> HoldRecord | None:
     """Read a job's hold, or return None when the job has none."""
-    with engine.connect() as connection:
-        row = connection.execute(sa.select(holds).where(holds.c.job_id == job_id)).one_or_none()
+
+    def read() -> sa.Row | None:
+        with engine.connect() as connection:
+            return connection.execute(
+                sa.select(holds).where(holds.c.job_id == job_id)
+            ).one_or_none()
+
+    row = run_with_reconnect(engine, read)
 
     if row is None:
         return None
@@ -108,7 +125,16 @@ def get_hold(engine: Engine, job_id: str) -> HoldRecord | None:
         amount_micros=row.amount,
         captured_micros=row.captured,
         released_micros=row.released,
+        refunded_micros=row.refunded,
     )
+
+
+def _read_one_row(engine: Engine, statement: sa.Select) -> sa.Row:
+    def read() -> sa.Row:
+        with engine.connect() as connection:
+            return connection.execute(statement).one()
+
+    return run_with_reconnect(engine, read)
 
 
 def _balance_subquery(tenant_id: str, name: str) -> sa.ScalarSelect[int]:
@@ -123,7 +149,7 @@ def _balance_subquery(tenant_id: str, name: str) -> sa.ScalarSelect[int]:
 
 def _spent_subquery(tenant_id: str) -> sa.ScalarSelect[int]:
     # PostgreSQL sums BIGINT into NUMERIC, which psycopg returns as a Decimal.
-    spent = sa.func.coalesce(sa.func.sum(holds.c.captured), 0)
+    spent = sa.func.coalesce(sa.func.sum(holds.c.captured - holds.c.refunded), 0)
     return (
         sa.select(sa.cast(spent, sa.BigInteger()))
         .where(holds.c.tenant_id == tenant_id)

@@ -2,6 +2,8 @@
 
 import logging
 import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
@@ -10,6 +12,11 @@ logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 """Seconds that a SQLite connection waits for another writer before it fails as locked."""
+
+RECONNECT_ATTEMPTS = 3
+"""Attempts of a ledger call whose pooled connection turns out to be dropped."""
+
+T = TypeVar("T")
 
 
 def normalize_database_url(database_url: str) -> URL:
@@ -28,7 +35,7 @@ def normalize_database_url(database_url: str) -> URL:
 
 
 def create_ledger_engine(
-    database_url: str, *, pool_size: int = 10, max_overflow: int = 20
+    database_url: str, *, pool_size: int = 10, max_overflow: int = 20, pre_ping: bool = False
 ) -> Engine:
     """Create an engine for the ledger database.
 
@@ -43,6 +50,11 @@ def create_ledger_engine(
             `postgresql+psycopg://user@host/db` or `sqlite:////abs/path/ledger.db`.
         pool_size: Connections kept open on PostgreSQL.
         max_overflow: Connections opened beyond `pool_size` under load on PostgreSQL.
+        pre_ping: Whether the pool tests each PostgreSQL connection with a round trip before
+            handing it out. Off by default, because every public function of the ledger
+            retries on a dropped connection itself (see `run_with_reconnect`), and the ping
+            would double the round trips of each posting. Turn it on for an engine that
+            other code uses directly.
 
     Returns:
         The engine. Dispose of it when done.
@@ -55,7 +67,7 @@ def create_ledger_engine(
         sa.event.listen(engine, "begin", _begin_sqlite_immediate)
     else:
         engine = sa.create_engine(
-            url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True
+            url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=pre_ping
         )
 
     logger.debug("created ledger engine for %s", url.render_as_string(hide_password=True))
@@ -78,3 +90,41 @@ def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: 
 
 def _begin_sqlite_immediate(connection: sa.Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def disable_sqlite_foreign_keys(connection: sa.Connection) -> None:
+    """Turn off foreign key enforcement on a SQLite connection that has no open transaction.
+
+    SQLite ignores `PRAGMA foreign_keys` inside a transaction, and every statement through
+    this module's engines opens one with BEGIN IMMEDIATE, so the pragma goes to the driver
+    connection directly.
+    """
+    connection.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")
+
+
+def run_with_reconnect(engine: Engine, work: Callable[[], T]) -> T:
+    """Run `work`, and run it again if it failed on a connection that had been dropped.
+
+    A pooled connection is dropped when the database restarts or a proxy closes idle
+    connections, and the pool finds out only on the next use. `work` must be safe to repeat:
+    a read, or a posting whose key makes a second attempt replay the first. When SQLAlchemy
+    sees a dropped connection, it discards it and every connection pooled before it, so the
+    next attempt connects anew.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: `work` failed for another reason, or on a dropped connection
+            `RECONNECT_ATTEMPTS` times.
+    """
+    for attempt in range(1, RECONNECT_ATTEMPTS + 1):
+        try:
+            return work()
+        except sa.exc.DBAPIError as error:
+            if not error.connection_invalidated or attempt == RECONNECT_ATTEMPTS:
+                raise
+            logger.warning(
+                "ledger database connection was dropped (%s); retrying, attempt %d of %d",
+                error.orig,
+                attempt + 1,
+                RECONNECT_ATTEMPTS,
+            )
+    raise AssertionError("unreachable: the last attempt returns or raises")

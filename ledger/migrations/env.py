@@ -10,7 +10,7 @@ import os
 from alembic import context
 from sqlalchemy import Connection
 
-from ledger.db import create_ledger_engine, normalize_database_url
+from ledger.db import create_ledger_engine, disable_sqlite_foreign_keys, normalize_database_url
 from ledger.models import metadata
 
 config = context.config
@@ -58,6 +58,9 @@ def run_migrations_online() -> None:
     engine = create_ledger_engine(_database_url(), pool_size=1, max_overflow=0)
     try:
         with engine.connect() as new_connection:
+            # See ledger.schema.upgrade for why SQLite migrations run without foreign keys.
+            if new_connection.dialect.name == "sqlite":
+                disable_sqlite_foreign_keys(new_connection)
             _run_migrations(new_connection)
             new_connection.commit()
     finally:

@@ -3,12 +3,14 @@
 from collections.abc import Callable, Iterator
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ledger.db import create_ledger_engine
-from ledger.models import HELD, accounts, holds, postings, transactions
+from ledger.schema import upgrade
+from ledger.verify import verify_ledger
 from tests.conftest import fresh_pg_database
+
+LEDGER_TABLES = "hold_lots, lots, postings, holds, transactions, accounts"
 
 
 @pytest.fixture
@@ -26,57 +28,50 @@ def pg_engine(pg_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+def empty_ledger(engine: Engine) -> None:
+    """Delete every row of the ledger and restart its ids."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"TRUNCATE {LEDGER_TABLES} RESTART IDENTITY")
+        else:
+            for table in LEDGER_TABLES.split(", "):
+                connection.exec_driver_sql(f"DELETE FROM {table}")
+
+
 @pytest.fixture
 def engine(pg_engine: Engine) -> Engine:
     """The session engine, on a ledger emptied before the test."""
-    with pg_engine.begin() as connection:
-        connection.exec_driver_sql(
-            "TRUNCATE postings, holds, transactions, accounts RESTART IDENTITY"
-        )
+    empty_ledger(pg_engine)
     return pg_engine
 
 
+@pytest.fixture(scope="session")
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """Engine on a SQLite ledger shared by the session."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('ledger') / 'ledger.db'}"
+    upgrade(url)
+    engine = create_ledger_engine(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["plpgsql", "python-on-postgresql", "sqlite"])
+def any_engine(request: pytest.FixtureRequest, pg_engine: Engine) -> Engine:
+    """An emptied ledger on each backend: the PL/pgSQL functions, the same rules in Python on
+    PostgreSQL, and SQLite."""
+    if request.param == "plpgsql":
+        engine = pg_engine
+    elif request.param == "python-on-postgresql":
+        engine = pg_engine.execution_options(ledger_plpgsql=False)
+    else:
+        engine = request.getfixturevalue("sqlite_engine")
+    empty_ledger(engine)
+    return engine
+
+
 def find_ledger_inconsistencies(engine: Engine) -> list[str]:
-    """List every broken bookkeeping invariant in the ledger, as readable lines."""
-    problems = []
-    with engine.connect() as connection:
-        transaction_rows = connection.execute(sa.select(transactions)).all()
-        posting_rows = connection.execute(sa.select(postings).order_by(postings.c.id)).all()
-        account_rows = connection.execute(sa.select(accounts)).all()
-        hold_rows = connection.execute(sa.select(holds)).all()
-
-    for transaction in transaction_rows:
-        amounts = sorted(p.amount for p in posting_rows if p.transaction_id == transaction.id)
-        if amounts != [-transaction.amount, transaction.amount]:
-            problems.append(f"transaction {transaction.id} has postings {amounts}")
-
-    for account in account_rows:
-        running_balance = 0
-        for posting in (p for p in posting_rows if p.account_id == account.id):
-            running_balance += posting.amount
-            if posting.balance_after != running_balance:
-                problems.append(
-                    f"posting {posting.id} has balance_after {posting.balance_after},"
-                    f" the running sum is {running_balance}"
-                )
-        if account.balance != running_balance:
-            problems.append(
-                f"account {account.tenant_id}/{account.name} has balance {account.balance},"
-                f" its postings sum to {running_balance}"
-            )
-
-    held_by_tenant: dict[str, int] = {}
-    for hold_row in hold_rows:
-        remaining = hold_row.amount - hold_row.captured - hold_row.released
-        held_by_tenant[hold_row.tenant_id] = held_by_tenant.get(hold_row.tenant_id, 0) + remaining
-    for account in account_rows:
-        if account.name == HELD and account.balance != held_by_tenant.get(account.tenant_id, 0):
-            problems.append(
-                f"held balance of {account.tenant_id} is {account.balance}, its holds have"
-                f" {held_by_tenant.get(account.tenant_id, 0)} left"
-            )
-
-    return problems
+    """List every broken invariant of the ledger, one readable line per mismatch."""
+    return [str(mismatch) for mismatch in verify_ledger(engine).mismatches]
 
 
 @pytest.fixture

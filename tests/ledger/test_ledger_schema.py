@@ -23,7 +23,7 @@ from ledger import (
 )
 from ledger.models import metadata
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 
 def schema_differences(database_url):
@@ -74,7 +74,8 @@ def test_check_constraints_have_model_names_on_postgres(pg_url):
         with engine.connect() as connection:
             names = connection.exec_driver_sql(
                 "SELECT conname FROM pg_constraint WHERE contype = 'c'"
-                " AND conrelid::regclass::text IN ('accounts', 'transactions', 'postings', 'holds')"
+                " AND conrelid::regclass::text = ANY(%s)",
+                (list(metadata.tables),),
             ).scalars()
             actual = set(names)
     finally:

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 TEMPORAL = os.path.join(sysconfig.get_path("scripts"), "temporal")
 
 
@@ -27,7 +29,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         try:
             if check():
                 return
-        except OSError:
+        except (OSError, httpx.TransportError):
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{what} was not ready after {timeout} s")

@@ -14,8 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 import ledger
 from providers.fake import FakeFaults
-from tests.conftest import fresh_pg_database
-from tests.workflows.conftest import TEST_SERVER
+from tests.conftest import TEST_SERVER, fresh_pg_database
 from tests.workflows.test_job_workflow import (
     CREDIT,
     HOUR,

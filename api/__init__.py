@@ -1,0 +1,1 @@
+"""FastAPI front door: starts, signals and queries job workflows and reads the ledger."""

@@ -1,0 +1,79 @@
+"""The FastAPI application: routes, and the Temporal client and ledger engine it shares."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from api.errors import request_validation_error_handler, temporal_rpc_error_handler
+from api.routes import account, jobs
+from config import Settings, get_settings
+from ledger.db import create_ledger_engine
+from worker.client import connect_temporal
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, *, temporal_client: Client | None = None
+) -> FastAPI:
+    """Build the API application.
+
+    The Temporal client and the ledger engine are created in the app's lifespan, so building
+    the app does no I/O. Without the lifespan (as in tests that only exercise authentication
+    and validation) routes that need either return 503.
+
+    Args:
+        settings: Configuration; the process-wide settings when None.
+        temporal_client: An already connected client to use instead of connecting at startup.
+
+    Raises:
+        ValueError: a setting is unsafe outside dev mode (see `Settings.check_production_safety`).
+    """
+    settings = settings or get_settings()
+    settings.check_production_safety()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.temporal_client is None:
+            app.state.temporal_client = await connect_temporal(settings)
+        engine = create_ledger_engine(settings.database_url)
+        app.state.ledger_engine = engine
+        logger.info(
+            "API connected to Temporal at %s, namespace %s, task queue %s",
+            settings.temporal_address,
+            settings.temporal_namespace,
+            settings.task_queue,
+        )
+        try:
+            yield
+        finally:
+            app.state.ledger_engine = None
+            engine.dispose()
+
+    app = FastAPI(
+        title="compute-as-credit",
+        summary="Run GPU jobs across compute providers, billed in credits.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.temporal_client = temporal_client
+    app.state.ledger_engine = None
+
+    app.add_exception_handler(RequestValidationError, request_validation_error_handler)
+    app.add_exception_handler(RPCError, temporal_rpc_error_handler)
+    app.include_router(jobs.router)
+    app.include_router(account.router)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Run the API with uvicorn on `settings.api_host`:`settings.api_port` until stopped."""
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None)

@@ -1,0 +1,187 @@
+"""Request and response bodies of the API, in camelCase JSON.
+
+Clients written for the first version of this service send `agentSpec` and `resourceHint` as
+strings that contain JSON objects, so both fields also accept a string and parse it.
+"""
+
+import json
+import shlex
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from api.credits import Credits
+from workflows.types import JobStatus
+
+_JSON_TYPE_NAMES = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+class CamelModel(BaseModel):
+    """Base of the API bodies: camelCase in JSON, snake_case in Python."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+def _parse_json_object(value: object) -> object:
+    """Parse a string that contains a JSON object, and pass any other value to the model."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"the string is not valid JSON: {error.msg} at line {error.lineno}"
+            f" column {error.colno}"
+        ) from None
+    except RecursionError:
+        raise ValueError("the string is not valid JSON: nested too deeply") from None
+    if not isinstance(parsed, dict):
+        found = _JSON_TYPE_NAMES.get(type(parsed), type(parsed).__name__)
+        # A ValueError, because pydantic reports a TypeError from a validator as a 500.
+        raise ValueError(f"the string must contain a JSON object, not {found}")  # noqa: TRY004
+    return parsed
+
+
+def _split_command(value: object) -> object:
+    """Split a command given as one string into arguments, as a POSIX shell would."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return shlex.split(value)
+    except ValueError as error:
+        raise ValueError(f"the command string cannot be split into arguments: {error}") from None
+
+
+class AgentSpec(CamelModel):
+    """The job's workload: a container image, its command and environment."""
+
+    image: str = Field(min_length=1, description="Container image, such as `python:3.11-slim`.")
+    cmd: Annotated[list[str], BeforeValidator(_split_command)] = Field(
+        min_length=1,
+        description="Command and arguments; a string is split into arguments like a shell does.",
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Environment variables for the command."
+    )
+
+    @field_validator("image")
+    @classmethod
+    def _check_image(cls, image: str) -> str:
+        if any(char.isspace() for char in image):
+            raise ValueError("must not contain whitespace")
+        return image
+
+    @field_validator("env")
+    @classmethod
+    def _check_env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name, value in env.items():
+            if not name or "=" in name or "\0" in name:
+                raise ValueError(f"invalid variable name {name!r}: must be non-empty without '='")
+            if "\0" in value:
+                raise ValueError(f"the value of {name} must not contain a NUL character")
+        return env
+
+
+class ResourceHint(CamelModel):
+    """The machine resources that a job requests."""
+
+    gpu_type: str | None = Field(
+        default=None, min_length=1, description="GPU model such as `A100`; null for CPU only."
+    )
+    gpu_count: int | None = Field(
+        default=None, ge=0, description="Number of GPUs; defaults to 1 with a gpuType, else 0."
+    )
+    spot_ok: bool = Field(
+        default=False, description="Whether an interruptible (spot) instance is acceptable."
+    )
+
+    @model_validator(mode="after")
+    def _default_and_check_gpu_count(self) -> "ResourceHint":
+        if self.gpu_count is None:
+            self.gpu_count = 1 if self.gpu_type else 0
+        if self.gpu_type and self.gpu_count == 0:
+            raise ValueError("gpuCount must be at least 1 when gpuType is set")
+        if not self.gpu_type and self.gpu_count > 0:
+            raise ValueError("gpuType is required when gpuCount is above 0")
+        return self
+
+
+class SubmitJobRequest(CamelModel):
+    """Body of `POST /v1/jobs`."""
+
+    agent_spec: Annotated[AgentSpec, BeforeValidator(_parse_json_object)] = Field(
+        description="The workload, as an object or a string that contains one."
+    )
+    resource_hint: Annotated[ResourceHint, BeforeValidator(_parse_json_object)] = Field(
+        default_factory=ResourceHint,
+        description="The resources, as an object or a string that contains one.",
+    )
+    max_budget: Credits = Field(description="Most the job may cost, in credits.")
+    user_id: str | None = Field(
+        default=None,
+        description="Optional; when present it must equal the token's subject.",
+    )
+
+
+class SubmitJobResponse(CamelModel):
+    """Body of a `POST /v1/jobs` response."""
+
+    job_id: str
+    status: JobStatus
+
+
+class Quote(CamelModel):
+    """The offer that a job runs on, or last ran on."""
+
+    provider: str
+    instance_type: str
+    region: str
+    gpu_type: str | None
+    gpu_count: int
+    spot: bool
+    price_per_hour: str = Field(description="Credits per hour of the whole instance.")
+
+
+class JobView(CamelModel):
+    """Body of `GET /v1/jobs/{jobId}`. Amounts are decimal strings of credits."""
+
+    job_id: str
+    status: JobStatus
+    failure_reason: str = Field(description="Why the job FAILED or was CANCELLED; else empty.")
+    provider: str | None = None
+    quote: Quote | None = None
+    attempts: int = Field(default=0, description="Provisioning attempts so far.")
+    exit_code: int | None = None
+    max_budget: str | None = None
+    held: str | None = Field(default=None, description="Held and not yet captured or released.")
+    cost: str | None = Field(default=None, description="Cost so far; after settlement, final.")
+    captured: str | None = None
+    released: str | None = None
+    submitted_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+class AccountView(CamelModel):
+    """Body of `GET /v1/account`: the tenant's balances in credits."""
+
+    tenant_id: str
+    available: str
+    held: str
+    spent: str
+

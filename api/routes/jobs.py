@@ -1,0 +1,220 @@
+"""`/v1/jobs`: submit a job as a `JobWorkflow` execution and read its state back."""
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Response, status
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import JOBS_READ, JOBS_WRITE
+from api.deps import CurrentTenant, SettingsDep, TemporalClientDep, require_scope
+from api.idempotency import IDEMPOTENCY_KEY_PATTERN, derive_job_id, request_hash
+from api.job_view import view_from_close, view_from_state
+from api.json_route import DecimalJSONRoute
+from api.models import JobView, SubmitJobRequest, SubmitJobResponse
+from ledger.money import credits_to_micros
+from workflows.job import JobWorkflow
+from workflows.types import JobInput, JobState, JobStatus
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=DecimalJSONRoute)
+
+TENANT_MEMO = "tenantId"
+REQUEST_HASH_MEMO = "requestHash"
+MAX_BUDGET_MEMO = "maxBudgetMicros"
+
+QUERY_TIMEOUT = timedelta(seconds=10)
+"""How long a `state` query waits for a worker's response before the API returns 503."""
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="1 to 255 printable ASCII characters; a retry with the same key returns "
+        "the same job instead of starting another.",
+    ),
+]
+
+JobId = Annotated[str, Path(min_length=1, max_length=255)]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(require_scope(JOBS_WRITE))],
+    responses={
+        status.HTTP_200_OK: {
+            "model": SubmitJobResponse,
+            "description": "A retry with a known Idempotency-Key: the job it started first.",
+        },
+        status.HTTP_403_FORBIDDEN: {"description": "userId does not match the token subject."},
+        status.HTTP_422_UNPROCESSABLE_CONTENT: {
+            "description": "Invalid body, or an Idempotency-Key reused with a different request."
+        },
+    },
+)
+async def submit_job(
+    body: SubmitJobRequest,
+    tenant: CurrentTenant,
+    client: TemporalClientDep,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> SubmitJobResponse:
+    """Start a job; the tenant that pays is always the token's subject."""
+    if body.user_id is not None and body.user_id != tenant:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "userId does not match the token subject")
+
+    job_id = derive_job_id(tenant, idempotency_key)
+    fingerprint = request_hash(body)
+    max_budget_micros = credits_to_micros(body.max_budget)
+    job_input = JobInput(
+        job_id=job_id,
+        tenant_id=tenant,
+        image=body.agent_spec.image,
+        command=body.agent_spec.cmd,
+        max_budget_micros=max_budget_micros,
+        env=body.agent_spec.env,
+        gpu_type=body.resource_hint.gpu_type,
+        gpu_count=body.resource_hint.gpu_count,
+        spot_ok=body.resource_hint.spot_ok,
+        submitted_at=datetime.now(UTC).isoformat(),
+    )
+
+    # FAIL rather than USE_EXISTING on a running duplicate. Neither starts a second workflow,
+    # but only FAIL lets the public client API distinguish a retry (200) from the first
+    # request (201).
+    try:
+        await client.start_workflow(
+            JobWorkflow.run,
+            job_input,
+            id=job_id,
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            memo={
+                TENANT_MEMO: tenant,
+                REQUEST_HASH_MEMO: fingerprint,
+                MAX_BUDGET_MEMO: max_budget_micros,
+            },
+        )
+    except WorkflowAlreadyStartedError:
+        if idempotency_key is None:
+            # A random id collided, which a 122-bit uuid4 makes practically impossible.
+            raise
+        job = await _replay(client, job_id, tenant=tenant, fingerprint=fingerprint)
+        response.status_code = status.HTTP_200_OK
+        logger.info("job %s: replayed submission for tenant %s", job_id, tenant)
+        return SubmitJobResponse(job_id=job_id, status=job.status)
+
+    logger.info(
+        "job %s: submitted for tenant %s with a maximum budget of %d micro-credits",
+        job_id,
+        tenant,
+        max_budget_micros,
+    )
+    return SubmitJobResponse(job_id=job_id, status=JobStatus.SUBMITTED)
+
+
+@router.get(
+    "/{job_id}",
+    dependencies=[Depends(require_scope(JOBS_READ))],
+    responses={
+        status.HTTP_404_NOT_FOUND: {"description": "No job with this id for this tenant."},
+        status.HTTP_503_SERVICE_UNAVAILABLE: {
+            "description": "No worker responded to the state query."
+        },
+    },
+)
+async def get_job(job_id: JobId, tenant: CurrentTenant, client: TemporalClientDep) -> JobView:
+    """Return a job's status, chosen offer and money, live while it runs."""
+    handle = client.get_workflow_handle_for(JobWorkflow.run, job_id)
+    description = await _describe_own_job(handle, tenant)
+    return await _read_job(handle, description)
+
+
+async def _replay(client: Client, job_id: str, *, tenant: str, fingerprint: str) -> JobView:
+    handle = client.get_workflow_handle_for(JobWorkflow.run, job_id)
+    description = await _describe_own_job(handle, tenant)
+    if await description.memo_value(REQUEST_HASH_MEMO, None) != fingerprint:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "Idempotency-Key was already used with a different request",
+        )
+    return await _read_job(handle, description)
+
+
+async def _describe_own_job(
+    handle: WorkflowHandle[Any, JobState], tenant: str
+) -> WorkflowExecutionDescription:
+    """Describe the job's workflow; 404 if there is none or it belongs to another tenant.
+
+    Both cases return the same body, so that a caller cannot learn which job ids exist.
+    """
+    not_found = HTTPException(status.HTTP_404_NOT_FOUND, f"job {handle.id} not found")
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise not_found from None
+        raise
+
+    if description.workflow_type != JobWorkflow.__name__:
+        raise not_found
+    if await description.memo_value(TENANT_MEMO, None) != tenant:
+        raise not_found
+    return description
+
+
+async def _read_job(
+    handle: WorkflowHandle[Any, JobState], description: WorkflowExecutionDescription
+) -> JobView:
+    max_budget_micros = await description.memo_value(MAX_BUDGET_MEMO, None)
+    close_status = description.status
+
+    if close_status == WorkflowExecutionStatus.RUNNING:
+        state = await _query_state(handle)
+        return view_from_state(state, max_budget_micros)
+    if close_status == WorkflowExecutionStatus.COMPLETED:
+        state = await handle.result()
+        return view_from_state(state, max_budget_micros)
+
+    detail = ""
+    if close_status == WorkflowExecutionStatus.FAILED:
+        try:
+            await handle.result()
+        except WorkflowFailureError as error:
+            detail = str(error.cause or error)
+    return view_from_close(
+        handle.id,
+        close_status or WorkflowExecutionStatus.FAILED,
+        max_budget_micros=max_budget_micros,
+        detail=detail,
+        submitted_at=description.start_time.isoformat(),
+        finished_at=description.close_time.isoformat() if description.close_time else None,
+    )
+
+
+async def _query_state(handle: WorkflowHandle[Any, JobState]) -> JobState:
+    try:
+        return await handle.query(JobWorkflow.state, rpc_timeout=QUERY_TIMEOUT)
+    except (WorkflowQueryFailedError, WorkflowQueryRejectedError, RPCError) as error:
+        logger.warning("job %s: the state query failed: %s", handle.id, error)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the state of job {handle.id} could not be read; check that a worker is running",
+        ) from None

@@ -1,0 +1,1 @@
+"""The `cac` command line."""

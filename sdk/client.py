@@ -1,0 +1,188 @@
+"""A small synchronous client of the compute-as-credit HTTP API.
+
+It speaks only HTTP and JSON, so it works against any deployment of the API. Amounts are
+sent as decimal strings and returned as the API's decimal strings, never as floats.
+"""
+
+import time
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+"""Job statuses after which a job never changes again."""
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+"""Timeout of each HTTP request."""
+
+
+class ApiError(Exception):
+    """The API returned an error status."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(f"HTTP {status_code}: {detail}")
+        self.status_code = status_code
+        """HTTP status code of the response."""
+        self.detail = detail
+        """The response's `detail` field: a message, or a list of validation errors for 422."""
+
+
+class Client:
+    """Client of one API deployment, authenticated by one bearer token.
+
+    Use it as a context manager, or call `close()`, to release its connections.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """Create a client.
+
+        Args:
+            base_url: The API's root URL, such as "http://127.0.0.1:8080".
+            token: A bearer token from `cac token` or the platform operator.
+            timeout: Timeout of each HTTP request, in seconds.
+            transport: An httpx transport to use instead of the network, as in tests.
+        """
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self._http.close()
+
+    def submit(
+        self,
+        agent_spec: dict[str, Any],
+        resource_hint: dict[str, Any],
+        max_budget: Decimal | str,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit a job and return `{"jobId": ..., "status": ...}`.
+
+        Args:
+            agent_spec: `{"image": ..., "cmd": [...], "env": {...}}`.
+            resource_hint: `{"gpuType": ..., "gpuCount": ..., "spotOk": ...}`; `{}` for CPU.
+            max_budget: Most the job may cost, in credits, as a Decimal or a decimal string.
+            idempotency_key: Sent as the Idempotency-Key header, so that a retry of this
+                call returns the same job instead of starting a second one.
+
+        Raises:
+            ApiError: the API rejected the request.
+            ValueError: `max_budget` is not a finite decimal number.
+            TypeError: `max_budget` is neither a Decimal nor a string.
+        """
+        body = {
+            "agentSpec": agent_spec,
+            "resourceHint": resource_hint,
+            "maxBudget": _decimal_string(max_budget),
+        }
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
+        return self._request("POST", "/v1/jobs", json=body, headers=headers)
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        """Return a job's current state, as `GET /v1/jobs/{jobId}` returns it.
+
+        Raises:
+            ApiError: the job does not exist for this token's tenant (404), or another error.
+        """
+        return self._request("GET", f"/v1/jobs/{job_id}")
+
+    def wait(
+        self,
+        job_id: str,
+        timeout: float,
+        poll: float = 1.0,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll a job until its status is SUCCEEDED, FAILED or CANCELLED, and return it.
+
+        Args:
+            job_id: The job to wait for.
+            timeout: Seconds to wait in total.
+            poll: Seconds between two requests.
+            on_update: Called with the job on the first poll and each time its status changes.
+
+        Raises:
+            TimeoutError: the job is not final after `timeout` seconds.
+            ApiError: a request failed.
+        """
+        deadline = time.monotonic() + timeout
+        last_status = None
+        while True:
+            job = self.get(job_id)
+            if job["status"] != last_status:
+                last_status = job["status"]
+                if on_update is not None:
+                    on_update(job)
+            if job["status"] in FINAL_STATUSES:
+                return job
+
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"job {job_id} is still {job['status']} after {timeout} s"
+                )
+            time.sleep(min(poll, remaining))
+
+    def balance(self) -> dict[str, Any]:
+        """Return the tenant's credits: `{"tenantId", "available", "held", "spent"}`.
+
+        Raises:
+            ApiError: the request failed.
+        """
+        return self._request("GET", "/v1/account")
+
+    def _request(self, method: str, path: str, **options: Any) -> dict[str, Any]:
+        response = self._http.request(method, path, **options)
+        if response.is_error:
+            raise ApiError(response.status_code, _error_detail(response))
+        return response.json()
+
+
+def _decimal_string(amount: Decimal | str) -> str:
+    if isinstance(amount, str):
+        try:
+            amount = Decimal(amount)
+        except InvalidOperation:
+            raise ValueError(f"max_budget {amount!r} is not a decimal number") from None
+    if not isinstance(amount, Decimal):
+        raise TypeError(
+            f"max_budget must be a Decimal or a decimal string, not {type(amount).__name__}"
+        )
+    if not amount.is_finite():
+        raise ValueError(f"max_budget must be finite, got {amount}")
+    return str(amount)
+
+
+def _error_detail(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text
+    if isinstance(body, dict) and "detail" in body:
+        return body["detail"]
+    return body

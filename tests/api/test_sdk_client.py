@@ -1,0 +1,122 @@
+"""The synchronous SDK client against a scripted HTTP transport."""
+
+import json
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from sdk import ApiError, Client
+
+
+class ScriptedApi:
+    """An httpx transport that records requests and returns scripted responses in order."""
+
+    def __init__(self, *responses: httpx.Response) -> None:
+        self.responses = list(responses)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.responses.pop(0)
+
+
+def client_for(api: ScriptedApi) -> Client:
+    return Client("http://api.test", "token-1", transport=httpx.MockTransport(api))
+
+
+def job(status: str) -> httpx.Response:
+    return httpx.Response(200, json={"jobId": "job-1", "status": status})
+
+
+def test_submit_sends_budget_as_exact_string():
+    api = ScriptedApi(httpx.Response(201, json={"jobId": "job-1", "status": "SUBMITTED"}))
+
+    with client_for(api) as client:
+        result = client.submit(
+            {"image": "alpine", "cmd": ["true"]},
+            {"gpuType": "A100"},
+            Decimal("123456789012.123456"),
+            idempotency_key="key-1",
+        )
+
+    request = api.requests[0]
+    assert result == {"jobId": "job-1", "status": "SUBMITTED"}
+    assert request.method == "POST"
+    assert request.url == "http://api.test/v1/jobs"
+    assert request.headers["Authorization"] == "Bearer token-1"
+    assert request.headers["Idempotency-Key"] == "key-1"
+    assert json.loads(request.content) == {
+        "agentSpec": {"image": "alpine", "cmd": ["true"]},
+        "resourceHint": {"gpuType": "A100"},
+        "maxBudget": "123456789012.123456",
+    }
+
+
+def test_submit_without_key_sends_no_idempotency_header():
+    api = ScriptedApi(httpx.Response(201, json={"jobId": "job-1", "status": "SUBMITTED"}))
+
+    with client_for(api) as client:
+        client.submit({"image": "alpine", "cmd": ["true"]}, {}, "2.5")
+
+    assert "Idempotency-Key" not in api.requests[0].headers
+
+
+@pytest.mark.parametrize(
+    ("budget", "error"), [("NaN", ValueError), ("abc", ValueError), (2.5, TypeError)]
+)
+def test_submit_rejects_invalid_budget(budget, error):
+    with client_for(ScriptedApi()) as client, pytest.raises(error, match="max_budget"):
+        client.submit({"image": "alpine", "cmd": ["true"]}, {}, budget)
+
+
+def test_error_response_raises_api_error_with_detail():
+    api = ScriptedApi(httpx.Response(404, json={"detail": "job job-9 not found"}))
+
+    with client_for(api) as client, pytest.raises(ApiError) as raised:
+        client.get("job-9")
+
+    assert raised.value.status_code == 404
+    assert raised.value.detail == "job job-9 not found"
+    assert str(raised.value) == "HTTP 404: job job-9 not found"
+
+
+def test_error_response_without_json_keeps_text():
+    api = ScriptedApi(httpx.Response(502, text="Bad Gateway"))
+
+    with client_for(api) as client, pytest.raises(ApiError) as raised:
+        client.balance()
+
+    assert raised.value.status_code == 502
+    assert raised.value.detail == "Bad Gateway"
+
+
+def test_wait_reports_each_status_change_until_final():
+    api = ScriptedApi(job("QUEUED"), job("QUEUED"), job("RUNNING"), job("SUCCEEDED"))
+    seen = []
+
+    with client_for(api) as client:
+        final = client.wait(
+            "job-1", timeout=10, poll=0, on_update=lambda update: seen.append(update["status"])
+        )
+
+    assert final == {"jobId": "job-1", "status": "SUCCEEDED"}
+    assert seen == ["QUEUED", "RUNNING", "SUCCEEDED"]
+    assert len(api.requests) == 4
+
+
+def test_wait_raises_timeout_for_job_that_stays_running():
+    api = ScriptedApi(*[job("RUNNING") for _ in range(100)])
+
+    with client_for(api) as client, pytest.raises(TimeoutError, match="job job-1 is still RUNNING"):
+        client.wait("job-1", timeout=0.05, poll=0.01)
+
+
+def test_balance_reads_account():
+    body = {"tenantId": "t", "available": "1.000000", "held": "0.000000", "spent": "0.000000"}
+    api = ScriptedApi(httpx.Response(200, json=body))
+
+    with client_for(api) as client:
+        assert client.balance() == body
+
+    assert api.requests[0].url == "http://api.test/v1/account"
