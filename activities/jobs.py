@@ -1,4 +1,4 @@
-"""The side effects that `JobWorkflow` asks for: quotes, budget, instances and settlement.
+"""The side effects that `JobWorkflow` requests: quotes, budget, instances and settlement.
 
 Every activity here is safe to run more than once. Ledger transactions carry keys derived from
 the job id and the step; provisioning carries a client token derived from the job id and the
@@ -37,7 +37,7 @@ from activities.types import (
     SettleInput,
     SettleOutput,
 )
-from ledger.metering import segment_cost_micros
+from ledger.metering import billing_rule_for, capped_capture
 from providers.base import (
     InstanceStatus,
     OutOfCapacity,
@@ -144,8 +144,14 @@ class JobActivities:
     @activity.defn
     async def settle_budget(self, input: SettleInput) -> SettleOutput:
         """Capture the job's cost, capped at its hold, and release the rest of the hold."""
-        captured = min(input.cost_micros, input.held_micros)
-        released = input.held_micros - captured
+        split = capped_capture(input.cost_micros, input.held_micros)
+        captured, released = split.capture_micros, split.release_micros
+        if split.over_micros:
+            activity.logger.warning(
+                "job %s cost %d micro-credits more than its hold; the excess is not charged",
+                input.job_id,
+                split.over_micros,
+            )
         try:
             if captured > 0:
                 await asyncio.to_thread(
@@ -183,10 +189,12 @@ class JobActivities:
 
 
 def _report(input: InstanceInput, status: InstanceStatus) -> InstanceReport:
-    cost = segment_cost_micros(
+    rule = billing_rule_for(
+        input.offer.provider, minimum_billed_seconds=input.offer.minimum_billed_seconds
+    )
+    cost = rule.cost_micros(
         price_per_hour_micros=input.offer.price_per_hour_micros,
         seconds=status.billable_seconds,
-        minimum_seconds=input.offer.minimum_billed_seconds,
     )
     return InstanceReport(
         state=status.state,

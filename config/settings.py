@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     """Temporal frontend, host:port."""
 
     temporal_namespace: str = "default"
-    """Temporal namespace that holds the job workflows."""
+    """Temporal namespace of the job workflows."""
 
     task_queue: str = "compute-as-credit"
     """Task queue that the worker polls and the API starts workflows on."""

@@ -38,7 +38,7 @@ def rank_balanced(
     """Return the affordable offers, best first by weighted price, start time and reliability.
 
     Ties are broken by provider, region and instance type so the order never depends on the
-    order in which the providers answered.
+    order in which the quotes arrived.
     """
     candidates = [offer for offer in offers if affordable(offer, budget_micros)]
     if not candidates:

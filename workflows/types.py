@@ -11,7 +11,7 @@ from providers.base import Offer
 
 
 class JobStatus(StrEnum):
-    """Where a job is in its lifecycle; the last three are final."""
+    """Lifecycle stage of a job; SUCCEEDED, FAILED and CANCELLED are final."""
 
     SUBMITTED = "SUBMITTED"
     QUEUED = "QUEUED"
@@ -42,7 +42,7 @@ class JobInput:
     """Command and arguments to run in the image."""
 
     max_budget_micros: int
-    """Most the job may cost, in micro-credits; held in the ledger before provisioning."""
+    """Maximum the job may cost, in micro-credits; held in the ledger before provisioning."""
 
     env: dict[str, str] = field(default_factory=dict)
     """Environment variables for the command."""
@@ -74,7 +74,7 @@ class Attempt:
     """Provider's instance id once launched; None if the launch failed."""
 
     error: str = ""
-    """Why the attempt failed; empty if it launched."""
+    """Reason the attempt failed; empty if it launched."""
 
 
 @dataclass
