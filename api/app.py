@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api.errors import request_validation_error_handler, temporal_rpc_error_handler
-from api.routes import account, jobs
+from api.routes import account, grants, jobs, refunds
 from config import Settings, get_settings
 from ledger.db import create_ledger_engine
 from worker.client import connect_temporal
@@ -70,6 +70,8 @@ def create_app(
     app.add_exception_handler(RPCError, temporal_rpc_error_handler)
     app.include_router(jobs.router)
     app.include_router(account.router)
+    app.include_router(grants.router)
+    app.include_router(refunds.router)
     return app
 
 

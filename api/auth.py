@@ -19,6 +19,8 @@ LEEWAY_SECONDS = 30
 JOBS_READ = "jobs:read"
 JOBS_WRITE = "jobs:write"
 BILLING_READ = "billing:read"
+BILLING_ADMIN = "billing:admin"
+"""Operators' scope: grant credits to any tenant and refund any job."""
 
 
 class InvalidToken(Exception):

@@ -26,6 +26,17 @@ async def request_validation_error_handler(
     )
 
 
+def field_error(location: tuple[str, ...], message: str) -> RequestValidationError:
+    """Build a 422 error that names one request field, in the shape of FastAPI's own.
+
+    Args:
+        location: Where the field is, as FastAPI reports it, such as `("body", "amount")` or
+            `("header", "Idempotency-Key")`.
+        message: What is wrong with the field's value and what to do instead.
+    """
+    return RequestValidationError([{"type": "value_error", "loc": location, "msg": message}])
+
+
 async def temporal_rpc_error_handler(request: Request, error: RPCError) -> JSONResponse:
     """Return 503 for a Temporal call that failed, instead of FastAPI's bare 500.
 

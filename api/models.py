@@ -176,12 +176,3 @@ class JobView(CamelModel):
     started_at: str | None = None
     finished_at: str | None = None
 
-
-class AccountView(CamelModel):
-    """Body of `GET /v1/account`: the tenant's balances in credits."""
-
-    tenant_id: str
-    available: str
-    held: str
-    spent: str
-

@@ -1,4 +1,5 @@
-"""`cac`: mint tokens, run the API or the worker, or the whole system in dev mode."""
+"""`cac`: mint tokens, run the API, the worker or the whole system in dev mode, read and move
+credits over the API, and audit the ledger."""
 
 import argparse
 import asyncio
@@ -12,8 +13,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from api.app import serve
-from api.auth import JOBS_READ, JOBS_WRITE, mint_token
+from api.auth import BILLING_READ, JOBS_READ, JOBS_WRITE, mint_token
+from cli.billing import add_billing_commands
 from cli.dev import DevError, DevOptions, run_dev
+from cli.ledger_verify import add_ledger_commands
 from config import Settings
 from worker.main import run_worker
 
@@ -36,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", required=True, help="tenant the token acts for (its subject)")
     token.add_argument(
         "--scope",
-        default=f"{JOBS_READ} {JOBS_WRITE}",
+        default=f"{JOBS_READ} {JOBS_WRITE} {BILLING_READ}",
         help='space-separated scopes to grant (default: "%(default)s")',
     )
     token.add_argument(
@@ -88,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="port of the Temporal Web UI (default: %(default)s)",
     )
+
+    # Each of these commands sets `handler`, which `main` calls with the arguments and the
+    # settings.
+    add_billing_commands(commands)
+    add_ledger_commands(commands)
     return parser
 
 
@@ -107,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: invalid settings in the environment:\n{error}", file=sys.stderr)
         return 2
 
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return handler(args, settings)
     if args.command == "token":
         return _print_token(settings, args)
     if args.command == "api":

@@ -6,9 +6,11 @@ sent as decimal strings and returned as the API's decimal strings, never as floa
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import quote
 
 import httpx
 
@@ -98,7 +100,7 @@ class Client:
         body = {
             "agentSpec": agent_spec,
             "resourceHint": resource_hint,
-            "maxBudget": _decimal_string(max_budget),
+            "maxBudget": _decimal_string(max_budget, "max_budget"),
         }
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
         return self._request("POST", "/v1/jobs", json=body, headers=headers)
@@ -151,10 +153,108 @@ class Client:
     def balance(self) -> dict[str, Any]:
         """Return the tenant's credits: `{"tenantId", "available", "held", "spent"}`.
 
+        Needs a token with the `billing:read` scope.
+
         Raises:
             ApiError: the request failed.
         """
         return self._request("GET", "/v1/account")
+
+    def statement(self, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        """Return one page of the tenant's transactions, newest first.
+
+        Needs a token with the `billing:read` scope.
+
+        Args:
+            limit: Most entries on the page, from 1 to 200.
+            cursor: `nextCursor` of the previous page; None for the newest page.
+
+        Returns:
+            `{"entries": [...], "nextCursor": ...}`, where `nextCursor` is None on the last
+            page. Each entry has `transactionId`, `createdAt`, `type`, `jobId`, `amount` (the
+            change of the available balance), `heldChange`, `reason` and `balanceAfter`.
+
+        Raises:
+            ApiError: the request failed, for example 422 for a limit out of range.
+        """
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        return self._request("GET", "/v1/account/transactions", params=params)
+
+    def grant(
+        self,
+        tenant_id: str,
+        amount: Decimal | str,
+        reason: str,
+        *,
+        idempotency_key: str,
+        expires_at: datetime | str | None = None,
+    ) -> dict[str, Any]:
+        """Grant credits to a tenant and return the posted transaction.
+
+        Needs a token with the `billing:admin` scope.
+
+        Args:
+            tenant_id: Tenant that receives the credits.
+            amount: Credits to grant, as a Decimal or a decimal string.
+            reason: Why the credits are granted; the tenant's statement shows it.
+            idempotency_key: The ledger's key for the grant. A retry with the same key
+                returns the first grant, with `replayed` true, instead of granting again.
+            expires_at: When the credits expire, as an aware datetime or an ISO 8601 string
+                with a timezone; None for never.
+
+        Raises:
+            ApiError: the request failed, for example 422 when the key was used before
+                with another amount.
+            ValueError: `amount` is not a finite decimal number, or `expires_at` is a
+                datetime without a timezone.
+            TypeError: `amount` or `expires_at` has another type.
+        """
+        body: dict[str, Any] = {"amount": _decimal_string(amount, "amount"), "reason": reason}
+        if expires_at is not None:
+            body["expiresAt"] = _datetime_string(expires_at)
+        return self._request(
+            "POST",
+            f"/v1/admin/tenants/{quote(tenant_id, safe='')}/grants",
+            json=body,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+
+    def refund(
+        self,
+        job_id: str,
+        reason: str,
+        *,
+        idempotency_key: str,
+        amount: Decimal | str | None = None,
+    ) -> dict[str, Any]:
+        """Refund part or all of a job's captured cost and return the posted transaction.
+
+        Needs a token with the `billing:admin` scope.
+
+        Args:
+            job_id: Job whose cost is refunded, to the tenant that paid it.
+            reason: Why the job is refunded; the tenant's statement shows it.
+            idempotency_key: The ledger's key for the refund. A retry with the same key
+                returns the first refund, with `replayed` true, instead of refunding again.
+            amount: Credits to refund; None for all that is left to refund.
+
+        Raises:
+            ApiError: the request failed: 404 when the job has no hold in the ledger, 422
+                when `amount` exceeds what is left to refund.
+            ValueError: `amount` is not a finite decimal number.
+            TypeError: `amount` has another type.
+        """
+        body: dict[str, Any] = {"reason": reason}
+        if amount is not None:
+            body["amount"] = _decimal_string(amount, "amount")
+        return self._request(
+            "POST",
+            f"/v1/admin/jobs/{quote(job_id, safe='')}/refunds",
+            json=body,
+            headers={"Idempotency-Key": idempotency_key},
+        )
 
     def _request(self, method: str, path: str, **options: Any) -> dict[str, Any]:
         response = self._http.request(method, path, **options)
@@ -163,19 +263,33 @@ class Client:
         return response.json()
 
 
-def _decimal_string(amount: Decimal | str) -> str:
+def _decimal_string(amount: Decimal | str, name: str) -> str:
     if isinstance(amount, str):
         try:
             amount = Decimal(amount)
         except InvalidOperation:
-            raise ValueError(f"max_budget {amount!r} is not a decimal number") from None
+            raise ValueError(f"{name} {amount!r} is not a decimal number") from None
     if not isinstance(amount, Decimal):
         raise TypeError(
-            f"max_budget must be a Decimal or a decimal string, not {type(amount).__name__}"
+            f"{name} must be a Decimal or a decimal string, not {type(amount).__name__}"
         )
     if not amount.is_finite():
-        raise ValueError(f"max_budget must be finite, got {amount}")
+        raise ValueError(f"{name} must be finite, got {amount}")
     return str(amount)
+
+
+def _datetime_string(moment: datetime | str) -> str:
+    if isinstance(moment, str):
+        return moment
+    if not isinstance(moment, datetime):
+        raise TypeError(
+            f"expires_at must be a datetime or an ISO 8601 string, not {type(moment).__name__}"
+        )
+    if moment.utcoffset() is None:
+        raise ValueError(
+            f"expires_at {moment.isoformat()} has no timezone; pass an aware datetime"
+        )
+    return moment.isoformat()
 
 
 def _error_detail(response: httpx.Response) -> Any:

@@ -1,26 +1,90 @@
-"""`/v1/account`: the caller's credit balances."""
+"""`/v1/account`: the caller's credit balances and statement."""
 
-from fastapi import APIRouter, Depends
+from typing import Annotated
 
-from api.auth import BILLING_READ, JOBS_READ
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query, status
+
+from api.auth import BILLING_READ
+from api.billing_models import AccountView, StatementEntryView, StatementView
 from api.credits import format_credits
 from api.deps import CurrentTenant, LedgerEngineDep, require_scope
-from api.models import AccountView
+from api.errors import field_error
 from ledger.balances import get_balances
+from ledger.statements import StatementEntry, get_statement
 
-router = APIRouter(prefix="/v1/account", tags=["account"])
+router = APIRouter(
+    prefix="/v1/account",
+    tags=["account"],
+    dependencies=[Depends(require_scope(BILLING_READ))],
+)
+
+DEFAULT_STATEMENT_LIMIT = 50
+MAX_STATEMENT_LIMIT = 200
+
+# Routes are plain defs, so that FastAPI runs the blocking database reads in its thread pool.
 
 
-# TODO: require billing:read alone once every client is issued billing scopes; until then a
-# jobs:read token reads the balance too.
-@router.get("", dependencies=[Depends(require_scope(BILLING_READ, JOBS_READ))])
+@router.get("")
 def get_account(tenant: CurrentTenant, engine: LedgerEngineDep) -> AccountView:
     """Return the caller's available, held and spent credits."""
-    # A plain def, so that FastAPI runs the blocking database read in its thread pool.
     balances = get_balances(engine, tenant)
     return AccountView(
         tenant_id=tenant,
         available=format_credits(balances.available_micros),
         held=format_credits(balances.held_micros),
         spent=format_credits(balances.spent_micros),
+    )
+
+
+@router.get(
+    "/transactions",
+    responses={
+        status.HTTP_422_UNPROCESSABLE_CONTENT: {
+            "description": "`limit` out of range, or a `cursor` that no page returned."
+        }
+    },
+)
+def list_transactions(
+    tenant: CurrentTenant,
+    engine: LedgerEngineDep,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_STATEMENT_LIMIT, description="Most entries on the page.")
+    ] = DEFAULT_STATEMENT_LIMIT,
+    cursor: Annotated[
+        str | None,
+        Query(description="`nextCursor` of the previous page; omit for the newest page."),
+    ] = None,
+) -> StatementView:
+    """Return one page of the caller's transactions, newest first."""
+    invalid_cursor = field_error(
+        ("query", "cursor"),
+        "invalid cursor: pass the nextCursor of a previous page unchanged, or omit it",
+    )
+    try:
+        page = get_statement(engine, tenant, limit=limit, cursor=cursor)
+    except ValueError:
+        raise invalid_cursor from None
+    except (OverflowError, sa.exc.DataError):
+        # NOTE: `get_statement` accepts a cursor whose transaction id exceeds a 64-bit integer,
+        # and the database driver then fails on it. Until the ledger rejects such a cursor as
+        # a ValueError, these two errors with a cursor present are that case.
+        if cursor is None:
+            raise
+        raise invalid_cursor from None
+    return StatementView(
+        entries=[_entry_view(entry) for entry in page.entries], next_cursor=page.next_cursor
+    )
+
+
+def _entry_view(entry: StatementEntry) -> StatementEntryView:
+    return StatementEntryView(
+        transaction_id=entry.transaction_id,
+        created_at=entry.created_at,
+        type=entry.kind,
+        job_id=entry.job_id,
+        amount=format_credits(entry.available_change_micros),
+        held_change=format_credits(entry.held_change_micros),
+        reason=entry.reason,
+        balance_after=format_credits(entry.available_after_micros),
     )

@@ -1,15 +1,18 @@
 """Fixtures for the API tests: settings, tokens, and apps with stand-in or real Temporal clients."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.engine import Engine
 
+import ledger
 from api.app import create_app
 from api.auth import mint_token
 from config import Settings
+from tests.conftest import fresh_pg_database
 
 SECRET = "api-test-secret-long-enough-for-hs256-and-for-the-hs512-mismatch-test"
 
@@ -68,3 +71,37 @@ async def recording_client(settings, recorder) -> AsyncIterator[httpx.AsyncClien
     """Client of an app whose Temporal client records workflow starts."""
     async with asgi_client(create_app(settings, temporal_client=recorder)) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def billing_pg_url() -> Iterator[str]:
+    """A PostgreSQL ledger of the billing tests' own, so that their expiries touch no other
+    package's tenants."""
+    with fresh_pg_database() as url:
+        ledger.upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def billing_engine(billing_pg_url) -> Iterator[Engine]:
+    engine = ledger.create_ledger_engine(billing_pg_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+async def billing_client(billing_pg_url, tmp_path_factory) -> AsyncIterator[httpx.AsyncClient]:
+    """Client of an app that started up on the billing ledger; Temporal fails if used."""
+    settings = Settings(
+        jwt_secret=SECRET,
+        data_dir=tmp_path_factory.mktemp("billing"),
+        DATABASE_URL=billing_pg_url,
+    )
+    app = create_app(settings, temporal_client=UnusedTemporalClient())
+    async with app.router.lifespan_context(app), asgi_client(app) as client:
+        yield client
+
+
+def new_tenant() -> str:
+    """Return a tenant id that no other test uses."""
+    return f"tenant-{uuid.uuid4().hex[:12]}"

@@ -31,7 +31,7 @@ async def test_account_of_new_tenant_is_all_zeros(settings):
     app = create_app(settings, temporal_client=UnusedTemporalClient())
 
     async with app.router.lifespan_context(app), asgi_client(app) as client:
-        response = await client.get("/v1/account", headers=bearer("tenant-new", "jobs:read"))
+        response = await client.get("/v1/account", headers=bearer("tenant-new", "billing:read"))
 
     assert response.status_code == 200
     assert response.json() == {
@@ -43,7 +43,7 @@ async def test_account_of_new_tenant_is_all_zeros(settings):
 
 
 async def test_account_before_startup_returns_503(api_client):
-    response = await api_client.get("/v1/account", headers=bearer("tenant-a", "jobs:read"))
+    response = await api_client.get("/v1/account", headers=bearer("tenant-a", "billing:read"))
 
     assert response.status_code == 503
     assert response.json() == {"detail": "the ledger is not connected"}

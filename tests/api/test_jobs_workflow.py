@@ -142,7 +142,7 @@ async def test_submitted_job_reads_back_settled(client, time_env, tenant):
 
 
 async def test_account_after_job_shows_cost_spent(client, time_env, tenant):
-    headers = bearer(tenant, "jobs:read", "jobs:write")
+    headers = bearer(tenant, "jobs:read", "jobs:write", "billing:read")
 
     submitted = await client.post("/v1/jobs", json=job_request(), headers=headers)
     await finish(time_env, submitted.json()["jobId"])
@@ -154,6 +154,29 @@ async def test_account_after_job_shows_cost_spent(client, time_env, tenant):
         "available": "9.583333",
         "held": "0.000000",
         "spent": "0.416667",
+    }
+
+
+async def test_admin_refund_of_settled_job_returns_its_cost(client, time_env, tenant):
+    headers = bearer(tenant, "jobs:write", "billing:read")
+    admin = {**bearer("operator", "billing:admin"), "Idempotency-Key": "refund-settled"}
+
+    submitted = await client.post("/v1/jobs", json=job_request(), headers=headers)
+    job_id = submitted.json()["jobId"]
+    await finish(time_env, job_id)
+    refund = await client.post(
+        f"/v1/admin/jobs/{job_id}/refunds", json={"reason": "provider outage"}, headers=admin
+    )
+    account = await client.get("/v1/account", headers=headers)
+
+    assert refund.status_code == 201
+    assert refund.json()["tenantId"] == tenant
+    assert refund.json()["amount"] == "0.416667"
+    assert account.json() == {
+        "tenantId": tenant,
+        "available": "10.000000",
+        "held": "0.000000",
+        "spent": "0.000000",
     }
 
 
@@ -180,7 +203,10 @@ async def test_running_job_reads_live_state(client, time_env, tenant):
 
 
 async def test_retry_with_idempotency_key_returns_same_job(client, time_env, tenant):
-    headers = {**bearer(tenant, "jobs:read", "jobs:write"), "Idempotency-Key": "retry-1"}
+    headers = {
+        **bearer(tenant, "jobs:read", "jobs:write", "billing:read"),
+        "Idempotency-Key": "retry-1",
+    }
 
     first = await client.post("/v1/jobs", json=job_request(), headers=headers)
     retry_while_running = await client.post("/v1/jobs", json=job_request(), headers=headers)

@@ -1,6 +1,7 @@
 """The synchronous SDK client against a scripted HTTP transport."""
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
@@ -120,3 +121,87 @@ def test_balance_reads_account():
         assert client.balance() == body
 
     assert api.requests[0].url == "http://api.test/v1/account"
+
+
+def page(*entries: dict, next_cursor: str | None = None) -> httpx.Response:
+    return httpx.Response(200, json={"entries": list(entries), "nextCursor": next_cursor})
+
+
+def test_statement_sends_limit_and_cursor():
+    api = ScriptedApi(page(next_cursor="c2"), page())
+
+    with client_for(api) as client:
+        first = client.statement()
+        second = client.statement(limit=3, cursor="c2")
+
+    assert first == {"entries": [], "nextCursor": "c2"}
+    assert second == {"entries": [], "nextCursor": None}
+    assert api.requests[0].url == "http://api.test/v1/account/transactions?limit=50"
+    assert api.requests[1].url == "http://api.test/v1/account/transactions?limit=3&cursor=c2"
+
+
+def test_grant_posts_amount_as_string_with_key():
+    posted = {"transactionId": 7, "amount": "0.100000", "replayed": False}
+    api = ScriptedApi(httpx.Response(201, json=posted))
+
+    with client_for(api) as client:
+        result = client.grant(
+            "acme/eu",
+            Decimal("0.1"),
+            "promo",
+            idempotency_key="grant-1",
+            expires_at=datetime(2040, 1, 1, tzinfo=UTC),
+        )
+
+    request = api.requests[0]
+    assert result == posted
+    assert request.method == "POST"
+    assert request.url == "http://api.test/v1/admin/tenants/acme%2Feu/grants"
+    assert request.headers["Idempotency-Key"] == "grant-1"
+    assert json.loads(request.content) == {
+        "amount": "0.1",
+        "reason": "promo",
+        "expiresAt": "2040-01-01T00:00:00+00:00",
+    }
+
+
+def test_grant_without_expiry_sends_no_expires_at():
+    api = ScriptedApi(httpx.Response(201, json={}))
+
+    with client_for(api) as client:
+        client.grant("acme", "5", "promo", idempotency_key="grant-2")
+
+    assert json.loads(api.requests[0].content) == {"amount": "5", "reason": "promo"}
+
+
+def test_grant_rejects_naive_expiry():
+    with client_for(ScriptedApi()) as client, pytest.raises(ValueError, match="no timezone"):
+        client.grant("acme", "5", "promo", idempotency_key="k", expires_at=datetime(2040, 1, 1))
+
+
+@pytest.mark.parametrize(("amount", "error"), [("NaN", ValueError), (1.5, TypeError)])
+def test_grant_rejects_invalid_amount(amount, error):
+    with client_for(ScriptedApi()) as client, pytest.raises(error, match="amount"):
+        client.grant("acme", amount, "promo", idempotency_key="k")
+
+
+def test_refund_without_amount_sends_reason_only():
+    api = ScriptedApi(httpx.Response(201, json={"amount": "3.000000"}))
+
+    with client_for(api) as client:
+        result = client.refund("job-1", "late start", idempotency_key="refund-1")
+
+    request = api.requests[0]
+    assert result == {"amount": "3.000000"}
+    assert request.url == "http://api.test/v1/admin/jobs/job-1/refunds"
+    assert request.headers["Idempotency-Key"] == "refund-1"
+    assert json.loads(request.content) == {"reason": "late start"}
+
+
+def test_refund_with_amount_sends_it_as_string():
+    api = ScriptedApi(httpx.Response(201, json={}))
+
+    with client_for(api) as client:
+        client.refund("job-1", "late", idempotency_key="refund-2", amount="1.25")
+
+    assert json.loads(api.requests[0].content) == {"reason": "late", "amount": "1.25"}

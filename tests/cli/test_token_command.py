@@ -22,13 +22,13 @@ def test_token_command_prints_token_with_subject_and_scopes(monkeypatch, capsys)
     assert claims["exp"] - claims["iat"] == 60
 
 
-def test_token_command_defaults_to_job_scopes(monkeypatch, capsys):
+def test_token_command_defaults_to_job_and_billing_read_scopes(monkeypatch, capsys):
     monkeypatch.setenv("CAC_JWT_SECRET", SECRET)
 
     main(["token", "--sub", "alice"])
 
     principal = decode_token(capsys.readouterr().out.strip(), SECRET)
-    assert principal.scopes == frozenset({"jobs:read", "jobs:write"})
+    assert principal.scopes == frozenset({"jobs:read", "jobs:write", "billing:read"})
 
 
 def test_token_command_rejects_nonpositive_ttl(monkeypatch, capsys):
