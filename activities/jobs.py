@@ -57,10 +57,14 @@ class JobActivities:
         providers: Mapping[str, ProviderClient],
         ledger_engine: Engine,
         poll_interval_seconds: int,
+        max_attempts: int = 3,
+        max_preemptions: int = 3,
     ) -> None:
         self._providers = dict(providers)
         self._engine = ledger_engine
         self._poll_interval_seconds = poll_interval_seconds
+        self._max_attempts = max_attempts
+        self._max_preemptions = max_preemptions
 
     def _provider(self, name: str) -> ProviderClient:
         try:
@@ -74,10 +78,12 @@ class JobActivities:
 
     @activity.defn
     async def load_job_config(self, _: JobConfigInput) -> JobConfig:
-        """Return the enabled providers and the polling interval of this worker."""
+        """Return the enabled providers, the polling interval and the attempt limits of this worker."""
         return JobConfig(
             providers=list(self._providers),
             poll_interval_seconds=self._poll_interval_seconds,
+            max_attempts=self._max_attempts,
+            max_preemptions=self._max_preemptions,
         )
 
     @activity.defn

@@ -31,6 +31,12 @@ class JobConfig:
     poll_interval_seconds: int
     """Seconds between two status checks of a running instance."""
 
+    max_attempts: int = 3
+    """Most provisioning attempts per placement, counting fail-overs."""
+
+    max_preemptions: int = 3
+    """Most spot preemptions a job recovers from before it fails."""
+
 
 @dataclass
 class QuoteInput:

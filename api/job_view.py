@@ -3,7 +3,7 @@
 from temporalio.client import WorkflowExecutionStatus
 
 from api.credits import format_credits
-from api.models import JobView, Quote
+from api.models import JobView, Quote, SegmentView
 from workflows.types import JobState, JobStatus
 
 _CLOSE_REASONS = {
@@ -42,6 +42,18 @@ def view_from_state(state: JobState, max_budget_micros: int | None) -> JobView:
         provider=offer.provider if offer is not None else None,
         quote=quote,
         attempts=len(state.attempts),
+        selection_reason=state.selection_reason,
+        segments=[
+            SegmentView(
+                provider=segment.provider,
+                instance_id=segment.instance_id,
+                price_per_hour=format_credits(segment.price_per_hour_micros),
+                billable_seconds=segment.billable_seconds,
+                cost=format_credits(segment.cost_micros),
+                end_state=segment.end_state,
+            )
+            for segment in state.segments
+        ],
         exit_code=state.exit_code,
         max_budget=_format_optional(max_budget_micros),
         held=format_credits(state.held_micros),

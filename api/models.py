@@ -6,7 +6,7 @@ strings that contain JSON objects, so both fields also accept a string and parse
 
 import json
 import shlex
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,10 @@ _JSON_TYPE_NAMES = {
     bool: "a boolean",
     type(None): "null",
 }
+
+
+MAX_GPU_COUNT = 64
+"""Upper bound of `gpuCount`; the largest single machines offered today have 8 or 16 GPUs."""
 
 
 class CamelModel(BaseModel):
@@ -104,10 +108,26 @@ class ResourceHint(CamelModel):
         default=None, min_length=1, description="GPU model such as `A100`; null for CPU only."
     )
     gpu_count: int | None = Field(
-        default=None, ge=0, description="Number of GPUs; defaults to 1 with a gpuType, else 0."
+        default=None,
+        ge=0,
+        le=MAX_GPU_COUNT,
+        description="Number of GPUs; defaults to 1 with a gpuType, else 0.",
     )
     spot_ok: bool = Field(
         default=False, description="Whether an interruptible (spot) instance is acceptable."
+    )
+    policy: Literal["balanced", "cheapest", "fastest"] = Field(
+        default="balanced",
+        description="How offers are ranked: weighted price, start time and reliability; "
+        "lowest price; or shortest expected start.",
+    )
+    providers: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Providers the job may run on; empty for every enabled provider.",
+    )
+    max_price_per_hour: Credits | None = Field(
+        default=None, description="Highest acceptable price per hour, in credits."
     )
 
     @model_validator(mode="after")
@@ -157,6 +177,17 @@ class Quote(CamelModel):
     price_per_hour: str = Field(description="Credits per hour of the whole instance.")
 
 
+class SegmentView(CamelModel):
+    """One stretch of billed usage on one instance."""
+
+    provider: str
+    instance_id: str
+    price_per_hour: str = Field(description="Quoted price in credits per hour.")
+    billable_seconds: int
+    cost: str = Field(description="Cost of the segment in credits.")
+    end_state: str = Field(description="Instance state at the end, such as PREEMPTED.")
+
+
 class JobView(CamelModel):
     """Body of `GET /v1/jobs/{jobId}`. Amounts are decimal strings of credits."""
 
@@ -166,6 +197,12 @@ class JobView(CamelModel):
     provider: str | None = None
     quote: Quote | None = None
     attempts: int = Field(default=0, description="Provisioning attempts so far.")
+    selection_reason: str = Field(
+        default="", description="Why the chosen offer won, or why no offer fit the job."
+    )
+    segments: list[SegmentView] = Field(
+        default_factory=list, description="Billed usage of each instance the job ran on."
+    )
     exit_code: int | None = None
     max_budget: str | None = None
     held: str | None = Field(default=None, description="Held and not yet captured or released.")

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
         SettleInput,
     )
     from providers.base import InstanceState, Offer, ProvisionRequest, QuoteRequest
-    from workflows.selection import rank_balanced
+    from workflows.selection import Constraints, Policy, rank_offers
     from workflows.types import (
         FINAL_JOB_STATUSES,
         Attempt,
@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         JobInput,
         JobState,
         JobStatus,
+        Segment,
     )
 
 QUOTE_TIMEOUT = timedelta(seconds=10)
@@ -71,6 +72,9 @@ class JobWorkflow:
         self._cancel_reason: str | None = None
         self._offer: Offer | None = None
         self._instance_live = False
+        self._attempt_number = 0
+        self._closed_cost_micros = 0
+        """Cost of the segments whose instances are already torn down."""
 
     @workflow.run
     async def run(self, input: JobInput) -> JobState:
@@ -106,10 +110,13 @@ class JobWorkflow:
         self._set_status(JobStatus.QUEUED)
 
         offers = await self._collect_offers(config.providers)
-        ranked = rank_balanced(offers, self._input.max_budget_micros)
-        self._state.offers = ranked
-        if not ranked:
-            self._finish(JobStatus.FAILED, self._no_offer_reason(offers))
+        ranking = rank_offers(
+            offers, self._constraints(self._input.max_budget_micros), self._policy()
+        )
+        self._state.offers = ranking.offers
+        self._state.selection_reason = ranking.reason
+        if not ranking.offers:
+            self._finish(JobStatus.FAILED, self._no_offer_reason(offers, ranking.reason))
             return
         if self._cancelled():
             return
@@ -117,10 +124,42 @@ class JobWorkflow:
         if not await self._hold_budget():
             return
 
-        if not await self._provision(ranked):
+        if not await self._provision(ranking.offers, config.max_attempts):
             return
 
-        await self._monitor(config.poll_interval_seconds)
+        preemptions = 0
+        lost: list[Offer] = []
+        while await self._monitor(config.poll_interval_seconds):
+            # The spot instance was preempted: bill its segment, then place the job again on
+            # the best offer that still fits the remaining budget, never one already lost.
+            preemptions += 1
+            assert self._offer is not None
+            lost.append(self._offer)
+            await self._tear_down()
+            if preemptions > config.max_preemptions:
+                self._finish(
+                    JobStatus.FAILED,
+                    f"the spot instance was preempted {preemptions} times, more than the "
+                    f"{config.max_preemptions} this worker recovers from",
+                )
+                return
+            remaining = self._state.held_micros - self._closed_cost_micros
+            ranking = rank_offers(
+                [offer for offer in self._state.offers if offer not in lost],
+                self._constraints(remaining),
+                self._policy(),
+            )
+            if not ranking.offers:
+                self._finish(
+                    JobStatus.FAILED,
+                    f"the spot instance was preempted and no other offer fits the remaining "
+                    f"budget of {format_credits(remaining)} credits ({ranking.reason})",
+                )
+                return
+            self._state.selection_reason = ranking.reason
+            self._set_status(JobStatus.PROVISIONING)
+            if not await self._provision(ranking.offers, config.max_attempts):
+                return
 
     async def _collect_offers(self, providers: list[str]) -> list[Offer]:
         request = QuoteRequest(
@@ -149,12 +188,34 @@ class JobWorkflow:
             offers.extend(result.offers)
         return offers
 
-    def _no_offer_reason(self, offers: list[Offer]) -> str:
+    def _constraints(self, budget_micros: int) -> Constraints:
+        return Constraints(
+            budget_micros=budget_micros,
+            max_price_per_hour_micros=self._input.max_price_per_hour_micros,
+            providers=self._input.providers,
+            spot_ok=self._input.spot_ok,
+        )
+
+    def _policy(self) -> Policy:
+        try:
+            return Policy(self._input.policy)
+        except ValueError:
+            # The API accepts only known policies; a bad value from another client falls back
+            # instead of failing the workflow task forever.
+            workflow.logger.warning(
+                "job %s: unknown policy %r, using balanced", self._input.job_id, self._input.policy
+            )
+            return Policy.BALANCED
+
+    def _no_offer_reason(self, offers: list[Offer], ranking_reason: str) -> str:
         wanted = self._input.gpu_type or "a CPU-only instance"
+        if not offers:
+            return f"no enabled provider offered {wanted}"
         budget = format_credits(self._input.max_budget_micros)
-        if offers:
-            return f"no offer for {wanted} fits the maximum budget of {budget} credits"
-        return f"no enabled provider offered {wanted}"
+        return (
+            f"no offer for {wanted} fits the job's limits (maximum budget {budget} credits): "
+            f"{ranking_reason}"
+        )
 
     async def _hold_budget(self) -> bool:
         amount = self._input.max_budget_micros
@@ -180,13 +241,17 @@ class JobWorkflow:
         self._state.held_micros = amount
         return True
 
-    async def _provision(self, ranked: list[Offer]) -> bool:
-        """Launch on the best offer that has capacity; return whether an instance is live."""
+    async def _provision(self, ranked: list[Offer], max_attempts: int) -> bool:
+        """Launch on the best offer that has capacity, trying at most `max_attempts` offers;
+        return whether an instance is live."""
         self._set_status(JobStatus.PROVISIONING)
-        for number, offer in enumerate(ranked, start=1):
+        first_attempt = len(self._state.attempts)
+        for offer in ranked[:max_attempts]:
             if self._cancelled():
                 return False
 
+            self._attempt_number += 1
+            number = self._attempt_number
             attempt = Attempt(number=number, offer=offer)
             self._state.attempts.append(attempt)
             request = ProvisionRequest(
@@ -227,9 +292,10 @@ class JobWorkflow:
             return True
 
         tried = "; ".join(
-            f"{a.offer.provider}/{a.offer.instance_type}: {a.error}" for a in self._state.attempts
+            f"{a.offer.provider}/{a.offer.instance_type}: {a.error}"
+            for a in self._state.attempts[first_attempt:]
         )
-        self._finish(JobStatus.FAILED, f"every offer failed to provision ({tried})")
+        self._finish(JobStatus.FAILED, f"every offer tried failed to provision ({tried})")
         return False
 
     async def _adopt_after_cancel(self, launch, attempt: Attempt, offer: Offer) -> None:
@@ -247,32 +313,43 @@ class JobWorkflow:
         self._state.chosen_offer = offer
         self._state.instance_id = instance_id
 
-    async def _monitor(self, poll_interval_seconds: int) -> None:
+    async def _monitor(self, poll_interval_seconds: int) -> bool:
+        """Poll the instance until the job ends; return True if a spot instance was preempted
+        and the job should be placed again."""
         while True:
             if await self._cancel_requested_within(poll_interval_seconds):
                 self._cancelled()
-                return
+                return False
 
             report = await workflow.execute_activity_method(
                 JobActivities.check_instance,
                 self._instance_input(),
                 start_to_close_timeout=STATUS_TIMEOUT,
             )
-            self._state.cost_micros = report.cost_micros
-            if report.state != InstanceState.PENDING and not self._state.started_at:
-                self._state.started_at = workflow.now().isoformat()
+            self._state.cost_micros = self._closed_cost_micros + report.cost_micros
+            if report.state != InstanceState.PENDING:
+                if not self._state.started_at:
+                    self._state.started_at = workflow.now().isoformat()
                 self._set_status(JobStatus.RUNNING)
 
-            if self._finish_on_instance_end(report):
-                return
+            if report.state == InstanceState.PREEMPTED and self._offer and self._offer.spot:
+                workflow.logger.warning(
+                    "job %s: spot instance %s was preempted",
+                    self._input.job_id,
+                    self._state.instance_id,
+                )
+                return True
 
-            if report.cost_micros >= self._state.held_micros:
+            if self._finish_on_instance_end(report):
+                return False
+
+            if self._state.cost_micros >= self._state.held_micros:
                 budget = format_credits(self._state.held_micros)
                 self._finish(
                     JobStatus.FAILED,
                     f"budget exhausted: the accrued cost reached the maximum budget of {budget} credits",
                 )
-                return
+                return False
 
     def _finish_on_instance_end(self, report: InstanceReport) -> bool:
         self._state.exit_code = report.exit_code
@@ -318,7 +395,20 @@ class JobWorkflow:
             retry_policy=UNTIL_DONE_RETRY,
         )
         self._instance_live = False
-        self._state.cost_micros = report.cost_micros
+        assert self._offer is not None and self._state.instance_id is not None
+        self._state.segments.append(
+            Segment(
+                attempt=self._attempt_number,
+                provider=self._offer.provider,
+                instance_id=self._state.instance_id,
+                price_per_hour_micros=self._offer.price_per_hour_micros,
+                billable_seconds=report.billable_seconds,
+                cost_micros=report.cost_micros,
+                end_state=report.state.value,
+            )
+        )
+        self._closed_cost_micros += report.cost_micros
+        self._state.cost_micros = self._closed_cost_micros
         if report.exit_code is not None and self._state.exit_code is None:
             self._state.exit_code = report.exit_code
 
@@ -351,7 +441,7 @@ class JobWorkflow:
         )
 
     def _set_status(self, status: JobStatus) -> None:
-        if self._state.status in FINAL_JOB_STATUSES:
+        if self._state.status in FINAL_JOB_STATUSES or self._state.status == status:
             return
         workflow.logger.info("job %s is %s", self._input.job_id, status.value)
         self._state.status = status

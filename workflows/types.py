@@ -59,6 +59,33 @@ class JobInput:
     submitted_at: str = ""
     """ISO 8601 time at which the API accepted the job."""
 
+    policy: str = "balanced"
+    """Selection policy: "balanced", "cheapest" or "fastest"."""
+
+    providers: list[str] = field(default_factory=list)
+    """Providers the job may run on; empty for every enabled provider."""
+
+    max_price_per_hour_micros: int | None = None
+    """Highest acceptable price per hour in micro-credits; None for no limit."""
+
+
+@dataclass
+class Segment:
+    """One stretch of billed usage on one instance."""
+
+    attempt: int
+    """Number of the attempt that launched the instance."""
+
+    provider: str
+    instance_id: str
+    price_per_hour_micros: int
+    """Quoted price the segment is billed at."""
+
+    billable_seconds: int
+    cost_micros: int
+    end_state: str
+    """Instance state at the end of the segment, such as "SUCCEEDED" or "PREEMPTED"."""
+
 
 @dataclass
 class Attempt:
@@ -89,6 +116,12 @@ class JobState:
 
     offers: list[Offer] = field(default_factory=list)
     """Offers that fit the job, best first by the selection policy."""
+
+    selection_reason: str = ""
+    """Why the first offer won, or why no offer fits."""
+
+    segments: list[Segment] = field(default_factory=list)
+    """Billed usage of every instance the job ran on, in order; one per preemption plus one."""
 
     chosen_offer: Offer | None = None
     """Offer the job runs on, or last ran on."""

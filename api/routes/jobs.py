@@ -93,6 +93,13 @@ async def submit_job(
         gpu_count=body.resource_hint.gpu_count,
         spot_ok=body.resource_hint.spot_ok,
         submitted_at=datetime.now(UTC).isoformat(),
+        policy=body.resource_hint.policy,
+        providers=body.resource_hint.providers,
+        max_price_per_hour_micros=(
+            credits_to_micros(body.resource_hint.max_price_per_hour)
+            if body.resource_hint.max_price_per_hour is not None
+            else None
+        ),
     )
 
     # FAIL rather than USE_EXISTING on a running duplicate. Neither starts a second workflow,

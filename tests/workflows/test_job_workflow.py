@@ -219,3 +219,73 @@ async def test_workflow_cancel_while_running_tears_down(time_env, ledger_engine,
     assert state.captured_micros > 0
     assert ledger.get_balances(ledger_engine, tenant).held_micros == 0
     assert provider.live_instances() == 0
+
+
+async def test_capacity_errors_at_two_offers_land_on_third(time_env, ledger_engine, tenant):
+    first = fake("first", price_per_hour_micros=1 * CREDIT, faults=FakeFaults(no_capacity=True))
+    second = fake("second", price_per_hour_micros=2 * CREDIT, faults=FakeFaults(no_capacity=True))
+    third = fake("third", price_per_hour_micros=3 * CREDIT, run_seconds=HOUR)
+    fund(ledger_engine, tenant, 10 * CREDIT)
+    input = job_input(tenant, 5 * CREDIT)
+    input.policy = "cheapest"
+
+    async with job_worker(time_env, ledger_engine, [first, second, third]) as task_queue:
+        state: JobState = await (await start(time_env, task_queue, input)).result()
+
+    assert state.status == JobStatus.SUCCEEDED
+    assert [a.offer.provider for a in state.attempts] == ["first", "second", "third"]
+    assert [a.instance_id is None for a in state.attempts] == [True, True, False]
+    assert state.captured_micros == 3 * CREDIT
+    assert third.live_instances() == 0
+
+
+async def test_spot_job_preempted_twice_billed_per_segment(time_env, ledger_engine, tenant):
+    def spot(name: str, spot_price: int, preempt_after: int | None) -> FakeProvider:
+        return fake(
+            name,
+            price_per_hour_micros=10 * CREDIT,
+            spot_price_per_hour_micros=spot_price,
+            run_seconds=HOUR,
+            faults=FakeFaults(preempt_after_seconds=preempt_after),
+        )
+
+    providers = [
+        spot("spot-a", 1 * CREDIT, 30 * 60),
+        spot("spot-b", 2 * CREDIT, 30 * 60),
+        spot("spot-c", 3 * CREDIT, None),
+    ]
+    fund(ledger_engine, tenant, 100 * CREDIT)
+    input = job_input(tenant, 20 * CREDIT)
+    input.spot_ok = True
+    input.policy = "cheapest"
+
+    async with job_worker(time_env, ledger_engine, providers) as task_queue:
+        state: JobState = await (await start(time_env, task_queue, input)).result()
+
+    assert state.status == JobStatus.SUCCEEDED
+    assert [s.provider for s in state.segments] == ["spot-a", "spot-b", "spot-c"]
+    assert [s.end_state for s in state.segments] == ["PREEMPTED", "PREEMPTED", "SUCCEEDED"]
+    assert [s.billable_seconds for s in state.segments] == [30 * 60, 30 * 60, HOUR]
+    assert [s.cost_micros for s in state.segments] == [500_000, 1_000_000, 3_000_000]
+    assert state.captured_micros == 4_500_000
+    assert ledger.get_balances(ledger_engine, tenant).available_micros == 95_500_000
+    assert all(provider.live_instances() == 0 for provider in providers)
+
+
+async def test_every_offer_over_max_price_fails_unheld(time_env, ledger_engine, tenant):
+    provider = fake()
+    fund(ledger_engine, tenant, 10 * CREDIT)
+    input = job_input(tenant, 5 * CREDIT)
+    input.max_price_per_hour_micros = 1 * CREDIT
+
+    async with job_worker(time_env, ledger_engine, [provider]) as task_queue:
+        state: JobState = await (await start(time_env, task_queue, input)).result()
+
+    assert state.status == JobStatus.FAILED
+    assert state.failure_reason == (
+        "no offer for A100 fits the job's limits (maximum budget 5.000000 credits): "
+        "every offer was excluded (1 over the maximum price)"
+    )
+    assert ledger.get_balances(ledger_engine, tenant).held_micros == 0
+    assert ledger.get_balances(ledger_engine, tenant).available_micros == 10 * CREDIT
+    assert provider.launch_count == 0
