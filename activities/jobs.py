@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 import ledger
+from activities.reliability import ReliabilityTracker
 from activities.types import (
     INSUFFICIENT_CREDITS,
     LEDGER_REJECTED,
@@ -65,6 +66,7 @@ class JobActivities:
         self._poll_interval_seconds = poll_interval_seconds
         self._max_attempts = max_attempts
         self._max_preemptions = max_preemptions
+        self.reliability = ReliabilityTracker()
 
     def _provider(self, name: str) -> ProviderClient:
         try:
@@ -90,6 +92,11 @@ class JobActivities:
     async def get_quotes(self, input: QuoteInput) -> QuoteOutput:
         """Ask one provider for its offers."""
         offers = await self._provider(input.provider).quote(input.request)
+        learned = self.reliability.estimate(input.provider)
+        if learned is not None:
+            # The provider's own figure is a prior; recent launches here are the better guide.
+            for offer in offers:
+                offer.reliability = learned
         return QuoteOutput(offers=offers)
 
     @activity.defn
@@ -113,13 +120,17 @@ class JobActivities:
     @activity.defn
     async def provision_instance(self, input: ProvisionInput) -> ProvisionOutput:
         """Launch an instance for one attempt, or adopt the one its client token launched."""
-        provider = self._provider(input.request.offer.provider)
+        name = input.request.offer.provider
+        provider = self._provider(name)
         try:
             instance_id = await provider.provision(input.request)
         except OutOfCapacity as error:
+            self.reliability.record(name, succeeded=False)
             raise ApplicationError(str(error), type=OUT_OF_CAPACITY, non_retryable=True) from error
         except PermanentProviderError as error:
+            self.reliability.record(name, succeeded=False)
             raise ApplicationError(str(error), type=PROVISIONING_FAILED, non_retryable=True) from error
+        self.reliability.record(name, succeeded=True)
         activity.logger.info(
             "provisioned instance %s on %s", instance_id, input.request.offer.provider
         )
