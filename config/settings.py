@@ -7,7 +7,7 @@ database URL, which also reads the conventional `DATABASE_URL`.
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -72,6 +72,31 @@ class Settings(BaseSettings):
 
     fake_run_seconds: int = Field(default=120, ge=0)
     """Simulated seconds that a job's command runs on the `fake` provider."""
+
+    credits_per_usd: Decimal = Field(default=Decimal("1"), gt=0)
+    """Credits charged per US dollar of a cloud provider's price (`runpod`, `aws`)."""
+
+    runpod_api_key: SecretStr | None = None
+    """RunPod API key; required when `runpod` is enabled."""
+
+    runpod_rest_url: str = "https://rest.runpod.io/v1"
+    """Base URL of RunPod's REST API; tests point it at a local stand-in."""
+
+    runpod_graphql_url: str = "https://api.runpod.io/graphql"
+    """URL of RunPod's GraphQL API; tests point it at a local stand-in."""
+
+    runpod_cloud_type: Literal["SECURE", "COMMUNITY"] = "SECURE"
+    """RunPod cloud that pods are rented in."""
+
+    aws_region: str = "us-east-1"
+    """AWS region that the `aws` provider launches EC2 instances in."""
+
+    aws_ami_id: str = ""
+    """AMI of the `aws` provider's instances, with Docker and the NVIDIA container toolkit
+    installed; required when `aws` is enabled."""
+
+    aws_endpoint_url: str | None = None
+    """EC2 endpoint URL; None uses AWS's own. Tests point it at a local emulator."""
 
     poll_interval_seconds: int = Field(default=5, ge=1)
     """Seconds between two status checks of a running job (a durable timer)."""

@@ -2,14 +2,16 @@
 
 This package re-exports only the contract from `providers.base`. Workflow code imports those
 dataclasses, so importing the package must stay free of side effects and heavy dependencies.
-Import the adapters from `providers.local` and `providers.fake`, and `build_providers` from
-`providers.registry`.
+Import the adapters from `providers.local`, `providers.fake`, `providers.runpod` and
+`providers.aws`, and `build_providers` from `providers.registry`.
 """
 
 from providers.base import (
     FINAL_INSTANCE_STATES,
     InstanceState,
     InstanceStatus,
+    ListsManagedInstances,
+    ManagedInstance,
     Offer,
     OutOfCapacity,
     PermanentProviderError,
@@ -24,6 +26,8 @@ __all__ = [
     "FINAL_INSTANCE_STATES",
     "InstanceState",
     "InstanceStatus",
+    "ListsManagedInstances",
+    "ManagedInstance",
     "Offer",
     "OutOfCapacity",
     "PermanentProviderError",

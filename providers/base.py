@@ -160,6 +160,20 @@ class InstanceStatus:
     """Provider's explanation, such as a crash reason; empty when there is none."""
 
 
+@dataclass(frozen=True)
+class ManagedInstance:
+    """An instance that this system launched and the provider still has."""
+
+    instance_id: str
+    """Provider's id of the instance."""
+
+    job_id: str
+    """Job that launched it, read from the instance's tags or environment; empty if unknown."""
+
+    client_token: str
+    """Client token of the provision call that launched it."""
+
+
 class ProviderClient(Protocol):
     """An adapter to one compute provider. See the module docstring for the contract."""
 
@@ -190,4 +204,12 @@ class ProviderClient(Protocol):
                 again until it returns.
             PermanentProviderError: The provider does not know the instance.
         """
+        ...
+
+
+class ListsManagedInstances(Protocol):
+    """A provider adapter that can list the instances it launched, for an orphan sweep."""
+
+    async def list_managed_instances(self) -> list[ManagedInstance]:
+        """Return the instances this system launched that are not terminated yet."""
         ...

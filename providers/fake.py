@@ -25,6 +25,7 @@ from types import MappingProxyType
 from providers.base import (
     InstanceState,
     InstanceStatus,
+    ManagedInstance,
     Offer,
     OutOfCapacity,
     PermanentProviderError,
@@ -279,6 +280,18 @@ class FakeProvider:
             self._save()
             logger.info("Terminated fake instance %s of job %s", instance_id, instance.job_id)
         return instance.status_at(max(now, instance.terminated_at))
+
+    async def list_managed_instances(self) -> list[ManagedInstance]:
+        """Return the instances that were launched and not terminated."""
+        return [
+            ManagedInstance(
+                instance_id=instance.instance_id,
+                job_id=instance.job_id,
+                client_token=instance.client_token,
+            )
+            for instance in self._instances.values()
+            if instance.terminated_at is None
+        ]
 
     def _offered_gpu_type(self, requested: str | None) -> str | None:
         if requested is None:

@@ -36,6 +36,7 @@ from providers.base import (
     FINAL_INSTANCE_STATES,
     InstanceState,
     InstanceStatus,
+    ManagedInstance,
     Offer,
     PermanentProviderError,
     ProvisionRequest,
@@ -182,6 +183,36 @@ class LocalProvider:
             raise TransientProviderError(
                 f"could not terminate local instance {instance_id}: {error}"
             ) from error
+
+    async def list_managed_instances(self) -> list[ManagedInstance]:
+        """Return the launched jobs whose command is still starting or running.
+
+        A job whose command ended has no process left, so it is not listed even before
+        `terminate`. A job directory that cannot be read is left out with a warning.
+        """
+        if not self.work_root.is_dir():
+            return []
+
+        managed = []
+        for job_dir in sorted(self.work_root.iterdir()):
+            if not (job_dir / LAUNCH_FILE).exists():
+                continue
+            try:
+                status = _read_status(job_dir.name, job_dir)
+                job = _read_json(job_dir / JOB_FILE) or {}
+            except (OSError, PermanentProviderError) as error:
+                logger.warning("Could not read local instance %s: %s", job_dir.name, error)
+                continue
+            if status.state in FINAL_INSTANCE_STATES:
+                continue
+            managed.append(
+                ManagedInstance(
+                    instance_id=job_dir.name,
+                    job_id=job.get("job_id", ""),
+                    client_token=job.get("client_token", job_dir.name),
+                )
+            )
+        return managed
 
     def log_path(self, instance_id: str) -> Path:
         """Return the path of the job's combined stdout and stderr log."""

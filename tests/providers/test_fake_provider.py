@@ -8,6 +8,7 @@ import pytest
 from providers.base import (
     InstanceState,
     InstanceStatus,
+    ManagedInstance,
     Offer,
     OutOfCapacity,
     PermanentProviderError,
@@ -362,3 +363,14 @@ async def test_state_file_keeps_instances_across_restart(tmp_path: Path):
     assert restarted.launch_count == 2
     assert restarted.live_instances() == 1
     assert restarted.instances[done_id].offer == _offer(spot=True)
+
+
+async def test_list_managed_instances_returns_unterminated_instances():
+    provider = _provider()
+    kept = await provider.provision(_request("job-1-1"))
+    gone = await provider.provision(_request("job-1-2"))
+    await provider.terminate(gone, now=LAUNCHED_AT + 1)
+
+    managed = await provider.list_managed_instances()
+
+    assert managed == [ManagedInstance(instance_id=kept, job_id="job-1", client_token="job-1-1")]

@@ -14,6 +14,7 @@ from providers.base import (
     FINAL_INSTANCE_STATES,
     InstanceState,
     InstanceStatus,
+    ManagedInstance,
     Offer,
     PermanentProviderError,
     ProvisionRequest,
@@ -320,3 +321,20 @@ async def test_runner_that_vanished_fails(provider: LocalProvider):
     assert status.exit_code is None
     assert status.billable_seconds == 11
     assert status.message == "the runner stopped without recording an exit code"
+
+
+async def test_list_managed_instances_returns_running_jobs(provider: LocalProvider):
+    running = await provider.provision(_request("sleeper", _python("import time; time.sleep(30)")))
+    finished = await provider.provision(_request("quick", _python("pass")))
+    await _wait_for_final(provider, finished)
+
+    managed = await provider.list_managed_instances()
+    await provider.terminate(running, now=0)
+    after_terminate = await provider.list_managed_instances()
+
+    assert managed == [ManagedInstance(instance_id="sleeper", job_id="job-sleeper", client_token="sleeper")]
+    assert after_terminate == []
+
+
+async def test_list_managed_instances_without_jobs_is_empty(provider: LocalProvider):
+    assert await provider.list_managed_instances() == []
