@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     poll_interval_seconds: int = Field(default=5, ge=1)
     """Seconds between two status checks of a running job (a durable timer)."""
 
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    """Most provisioning attempts per placement of a job, counting fail-overs."""
+
+    max_preemptions: int = Field(default=3, ge=0, le=20)
+    """Most spot preemptions a job recovers from before it fails."""
+
     log_level: str = "INFO"
     """Lowest level of the JSON log lines written to standard error."""
 

@@ -9,12 +9,13 @@ from temporalio.worker import Worker
 import ledger
 from activities.jobs import JobActivities
 from activities.maintenance import MaintenanceActivities
+from activities.sweep import SweepActivities
 from config import Settings
 from providers.registry import build_providers
 from worker.client import connect_temporal
 from worker.schedules import ensure_schedules
 from workflows.job import JobWorkflow
-from workflows.maintenance import ExpireGrantsWorkflow
+from workflows.maintenance import ExpireGrantsWorkflow, OrphanSweepWorkflow
 
 logger = logging.getLogger(__name__)
 
@@ -24,14 +25,18 @@ def build_worker(
     settings: Settings,
     activities: JobActivities,
     maintenance: MaintenanceActivities | None = None,
+    sweep: SweepActivities | None = None,
 ) -> Worker:
-    """Build a worker for the job workflow, and the maintenance workflow if given its
-    activities, on the configured task queue."""
+    """Build a worker for the job workflow, and for each upkeep workflow whose activities are
+    given, on the configured task queue."""
     workflows: list[type] = [JobWorkflow]
     activity_methods = activities.all()
     if maintenance is not None:
         workflows.append(ExpireGrantsWorkflow)
         activity_methods += maintenance.all()
+    if sweep is not None:
+        workflows.append(OrphanSweepWorkflow)
+        activity_methods += sweep.all()
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -40,15 +45,24 @@ def build_worker(
     )
 
 
-def build_activities(settings: Settings) -> tuple[JobActivities, MaintenanceActivities]:
+def build_activities(
+    client: Client, settings: Settings
+) -> tuple[JobActivities, MaintenanceActivities, SweepActivities]:
     """Build the activities with the enabled providers and the ledger database."""
     engine = ledger.create_ledger_engine(settings.database_url)
+    providers = build_providers(settings)
     jobs = JobActivities(
-        providers=build_providers(settings),
+        providers=providers,
         ledger_engine=engine,
         poll_interval_seconds=settings.poll_interval_seconds,
+        max_attempts=settings.max_attempts,
+        max_preemptions=settings.max_preemptions,
     )
-    return jobs, MaintenanceActivities(ledger_engine=engine)
+    return (
+        jobs,
+        MaintenanceActivities(ledger_engine=engine),
+        SweepActivities(client=client, providers=providers),
+    )
 
 
 async def run_worker(settings: Settings) -> None:
@@ -57,8 +71,8 @@ async def run_worker(settings: Settings) -> None:
     await asyncio.to_thread(ledger.upgrade, settings.database_url)
     client = await connect_temporal(settings)
     await ensure_schedules(client, settings)
-    jobs, maintenance = build_activities(settings)
-    worker = build_worker(client, settings, jobs, maintenance)
+    jobs, maintenance, sweep = build_activities(client, settings)
+    worker = build_worker(client, settings, jobs, maintenance, sweep)
     logger.info(
         "worker polling task queue %s on %s with providers %s",
         settings.task_queue,

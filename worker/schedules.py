@@ -15,7 +15,12 @@ from temporalio.client import (
 )
 
 from config import Settings
-from workflows.maintenance import ExpireGrantsInput, ExpireGrantsWorkflow
+from workflows.maintenance import (
+    ExpireGrantsInput,
+    ExpireGrantsWorkflow,
+    OrphanSweepInput,
+    OrphanSweepWorkflow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,25 +30,46 @@ EXPIRE_GRANTS_INTERVAL = timedelta(minutes=5)
 once, so this interval only delays the expire transaction, never lets expired credits be spent."""
 
 
+ORPHAN_SWEEP_SCHEDULE_ID = "orphan-sweep"
+ORPHAN_SWEEP_INTERVAL = timedelta(minutes=10)
+"""How often instances of finished jobs are looked for; at most this long an orphan bills."""
+
+
 async def ensure_schedules(client: Client, settings: Settings) -> None:
-    """Create the grant expiry schedule unless it exists; an existing one is left as it is."""
+    """Create the grant expiry and orphan sweep schedules unless they exist; an existing one is
+    left as it is."""
+    await _ensure_schedule(
+        client,
+        settings,
+        EXPIRE_GRANTS_SCHEDULE_ID,
+        ExpireGrantsWorkflow.run,
+        ExpireGrantsInput(),
+        EXPIRE_GRANTS_INTERVAL,
+    )
+    await _ensure_schedule(
+        client,
+        settings,
+        ORPHAN_SWEEP_SCHEDULE_ID,
+        OrphanSweepWorkflow.run,
+        OrphanSweepInput(),
+        ORPHAN_SWEEP_INTERVAL,
+    )
+
+
+async def _ensure_schedule(
+    client: Client, settings: Settings, schedule_id: str, run, argument, every: timedelta
+) -> None:
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
-            ExpireGrantsWorkflow.run,
-            ExpireGrantsInput(),
-            id=EXPIRE_GRANTS_SCHEDULE_ID,
-            task_queue=settings.task_queue,
+            run, argument, id=schedule_id, task_queue=settings.task_queue
         ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=EXPIRE_GRANTS_INTERVAL)]),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
     try:
-        await client.create_schedule(EXPIRE_GRANTS_SCHEDULE_ID, schedule)
+        await client.create_schedule(schedule_id, schedule)
     except ScheduleAlreadyRunningError:
         return
     logger.info(
-        "created schedule %s every %s on task queue %s",
-        EXPIRE_GRANTS_SCHEDULE_ID,
-        EXPIRE_GRANTS_INTERVAL,
-        settings.task_queue,
+        "created schedule %s every %s on task queue %s", schedule_id, every, settings.task_queue
     )

@@ -1,4 +1,4 @@
-"""`ExpireGrantsWorkflow`: one pass of grant expiry, started by a Temporal Schedule."""
+"""Upkeep workflows that Temporal Schedules start: grant expiry and the orphan sweep."""
 
 from dataclasses import dataclass
 from datetime import timedelta
@@ -11,8 +11,10 @@ with workflow.unsafe.imports_passed_through():
         ExpireGrantsResult,
         MaintenanceActivities,
     )
+    from activities.sweep import SweepActivities, SweepRequest, SweepResult
 
 EXPIRE_TIMEOUT = timedelta(minutes=5)
+SWEEP_TIMEOUT = timedelta(minutes=10)
 
 
 @dataclass
@@ -31,4 +33,23 @@ class ExpireGrantsWorkflow:
             MaintenanceActivities.expire_grants,
             ExpireGrantsRequest(now=workflow.now().isoformat()),
             start_to_close_timeout=EXPIRE_TIMEOUT,
+        )
+
+
+@dataclass
+class OrphanSweepInput:
+    """Input of `OrphanSweepWorkflow`; empty, kept as a dataclass so fields can be added."""
+
+
+@workflow.defn
+class OrphanSweepWorkflow:
+    """Terminates the instances at every provider whose job is no longer running."""
+
+    @workflow.run
+    async def run(self, _: OrphanSweepInput) -> SweepResult:
+        """Run one sweep and return what it terminated."""
+        return await workflow.execute_activity_method(
+            SweepActivities.sweep_orphans,
+            SweepRequest(now=workflow.now().timestamp()),
+            start_to_close_timeout=SWEEP_TIMEOUT,
         )
