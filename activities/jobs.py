@@ -60,12 +60,14 @@ class JobActivities:
         poll_interval_seconds: int,
         max_attempts: int = 3,
         max_preemptions: int = 3,
+        readiness_timeout_seconds: int = 900,
     ) -> None:
         self._providers = dict(providers)
         self._engine = ledger_engine
         self._poll_interval_seconds = poll_interval_seconds
         self._max_attempts = max_attempts
         self._max_preemptions = max_preemptions
+        self._readiness_timeout_seconds = readiness_timeout_seconds
         self.reliability = ReliabilityTracker()
 
     def _provider(self, name: str) -> ProviderClient:
@@ -86,6 +88,7 @@ class JobActivities:
             poll_interval_seconds=self._poll_interval_seconds,
             max_attempts=self._max_attempts,
             max_preemptions=self._max_preemptions,
+            readiness_timeout_seconds=self._readiness_timeout_seconds,
         )
 
     @activity.defn

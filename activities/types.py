@@ -37,6 +37,9 @@ class JobConfig:
     max_preemptions: int = 3
     """Most spot preemptions a job recovers from before it fails."""
 
+    readiness_timeout_seconds: int = 900
+    """Seconds an instance may stay PENDING before it is torn down and the next offer tried."""
+
 
 @dataclass
 class QuoteInput:

@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     max_preemptions: int = Field(default=3, ge=0, le=20)
     """Most spot preemptions a job recovers from before it fails."""
 
+    readiness_timeout_seconds: int = Field(default=900, ge=1)
+    """Seconds an instance may take to start running before the next offer is tried."""
+
     log_level: str = "INFO"
     """Lowest level of the JSON log lines written to standard error."""
 

@@ -57,6 +57,7 @@ def build_activities(
         poll_interval_seconds=settings.poll_interval_seconds,
         max_attempts=settings.max_attempts,
         max_preemptions=settings.max_preemptions,
+        readiness_timeout_seconds=settings.readiness_timeout_seconds,
     )
     return (
         jobs,

@@ -11,6 +11,7 @@ or kind of commands it issues breaks the replay of jobs already running; such a 
 
 import asyncio
 from datetime import timedelta
+from enum import Enum
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         BudgetRequest,
         InstanceInput,
         InstanceReport,
+        JobConfig,
         JobConfigInput,
         ProvisionInput,
         QuoteInput,
@@ -55,6 +57,16 @@ TERMINATE_TIMEOUT = timedelta(minutes=2)
 # Unlimited attempts, because teardown and settlement must finish for the job to be correct:
 # an instance left running keeps costing money, and a hold left open locks the tenant's credits.
 UNTIL_DONE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
+
+
+class _InstanceEnd(Enum):
+    """Why monitoring of one instance stopped."""
+
+    JOB_DONE = "job done"
+    """The job reached a final status (or is about to, after teardown)."""
+
+    PREEMPTED = "preempted"
+    NOT_READY = "not ready"
 
 
 @workflow.defn
@@ -129,20 +141,26 @@ class JobWorkflow:
 
         preemptions = 0
         lost: list[Offer] = []
-        while await self._monitor(config.poll_interval_seconds):
-            # The spot instance was preempted: bill its segment, then place the job again on
-            # the best offer that still fits the remaining budget, never one already lost.
-            preemptions += 1
+        while (ended := await self._monitor(config)) != _InstanceEnd.JOB_DONE:
+            # The instance was preempted or never became ready: bill its segment, then place
+            # the job again on the best offer that fits the remaining budget, never one lost.
             assert self._offer is not None
             lost.append(self._offer)
             await self._tear_down()
-            if preemptions > config.max_preemptions:
-                self._finish(
-                    JobStatus.FAILED,
-                    f"the spot instance was preempted {preemptions} times, more than the "
-                    f"{config.max_preemptions} this worker recovers from",
-                )
-                return
+            if ended == _InstanceEnd.PREEMPTED:
+                preemptions += 1
+                what = "the spot instance was preempted"
+                if preemptions > config.max_preemptions:
+                    self._finish(
+                        JobStatus.FAILED,
+                        f"{what} {preemptions} times, more than the "
+                        f"{config.max_preemptions} this worker recovers from",
+                    )
+                    return
+            else:
+                what = f"the instance was not ready within {config.readiness_timeout_seconds} s"
+                self._state.attempts[-1].error = what
+
             remaining = self._state.held_micros - self._closed_cost_micros
             ranking = rank_offers(
                 [offer for offer in self._state.offers if offer not in lost],
@@ -152,8 +170,8 @@ class JobWorkflow:
             if not ranking.offers:
                 self._finish(
                     JobStatus.FAILED,
-                    f"the spot instance was preempted and no other offer fits the remaining "
-                    f"budget of {format_credits(remaining)} credits ({ranking.reason})",
+                    f"{what} and no other offer fits the remaining budget of "
+                    f"{format_credits(remaining)} credits ({ranking.reason})",
                 )
                 return
             self._state.selection_reason = ranking.reason
@@ -313,13 +331,15 @@ class JobWorkflow:
         self._state.chosen_offer = offer
         self._state.instance_id = instance_id
 
-    async def _monitor(self, poll_interval_seconds: int) -> bool:
-        """Poll the instance until the job ends; return True if a spot instance was preempted
-        and the job should be placed again."""
+    async def _monitor(self, config: JobConfig) -> "_InstanceEnd":
+        """Poll the instance until the job ends, the spot instance is preempted, or the
+        instance misses its readiness deadline."""
+        launched_at = workflow.now()
+        readiness_deadline = launched_at + timedelta(seconds=config.readiness_timeout_seconds)
         while True:
-            if await self._cancel_requested_within(poll_interval_seconds):
+            if await self._cancel_requested_within(config.poll_interval_seconds):
                 self._cancelled()
-                return False
+                return _InstanceEnd.JOB_DONE
 
             report = await workflow.execute_activity_method(
                 JobActivities.check_instance,
@@ -331,6 +351,14 @@ class JobWorkflow:
                 if not self._state.started_at:
                     self._state.started_at = workflow.now().isoformat()
                 self._set_status(JobStatus.RUNNING)
+            elif workflow.now() > readiness_deadline:
+                workflow.logger.warning(
+                    "job %s: instance %s not ready after %d s",
+                    self._input.job_id,
+                    self._state.instance_id,
+                    config.readiness_timeout_seconds,
+                )
+                return _InstanceEnd.NOT_READY
 
             if report.state == InstanceState.PREEMPTED and self._offer and self._offer.spot:
                 workflow.logger.warning(
@@ -338,10 +366,10 @@ class JobWorkflow:
                     self._input.job_id,
                     self._state.instance_id,
                 )
-                return True
+                return _InstanceEnd.PREEMPTED
 
             if self._finish_on_instance_end(report):
-                return False
+                return _InstanceEnd.JOB_DONE
 
             if self._state.cost_micros >= self._state.held_micros:
                 budget = format_credits(self._state.held_micros)
@@ -349,7 +377,7 @@ class JobWorkflow:
                     JobStatus.FAILED,
                     f"budget exhausted: the accrued cost reached the maximum budget of {budget} credits",
                 )
-                return False
+                return _InstanceEnd.JOB_DONE
 
     def _finish_on_instance_end(self, report: InstanceReport) -> bool:
         self._state.exit_code = report.exit_code

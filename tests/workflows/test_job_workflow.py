@@ -289,3 +289,45 @@ async def test_every_offer_over_max_price_fails_unheld(time_env, ledger_engine, 
     assert ledger.get_balances(ledger_engine, tenant).held_micros == 0
     assert ledger.get_balances(ledger_engine, tenant).available_micros == 10 * CREDIT
     assert provider.launch_count == 0
+
+
+async def test_instance_never_ready_is_replaced(time_env, ledger_engine, tenant):
+    slow = fake("slow", price_per_hour_micros=1 * CREDIT, start_seconds=10 * HOUR)
+    ready = fake("ready", price_per_hour_micros=2 * CREDIT, run_seconds=HOUR)
+    fund(ledger_engine, tenant, 10 * CREDIT)
+    input = job_input(tenant, 5 * CREDIT)
+    input.policy = "cheapest"
+
+    async with job_worker(time_env, ledger_engine, [slow, ready]) as task_queue:
+        state: JobState = await (await start(time_env, task_queue, input)).result()
+
+    assert state.status == JobStatus.SUCCEEDED
+    assert [a.offer.provider for a in state.attempts] == ["slow", "ready"]
+    assert state.attempts[0].error == "the instance was not ready within 900 s"
+    assert [s.provider for s in state.segments] == ["slow", "ready"]
+    assert [s.end_state for s in state.segments] == ["TERMINATED", "SUCCEEDED"]
+    assert 900 < state.segments[0].billable_seconds <= 900 + 60
+    assert state.captured_micros == state.segments[0].cost_micros + 2 * CREDIT
+    assert slow.live_instances() == 0
+    assert ready.live_instances() == 0
+
+
+async def test_cancel_while_provisioning_leaves_no_instance(time_env, ledger_engine, tenant):
+    provider = fake(start_seconds=HOUR)
+    fund(ledger_engine, tenant, 10 * CREDIT)
+    input = job_input(tenant, 5 * CREDIT)
+
+    async with job_worker(time_env, ledger_engine, [provider]) as task_queue:
+        handle = await start(time_env, task_queue, input)
+        await time_env.sleep(5 * 60)
+        pending: JobState = await handle.query(JobWorkflow.state)
+        await handle.signal(JobWorkflow.cancel, CancelRequest())
+        state: JobState = await handle.result()
+
+    assert pending.status == JobStatus.PROVISIONING
+    assert state.status == JobStatus.CANCELLED
+    assert provider.launch_count == 1
+    assert provider.live_instances() == 0
+    (segment,) = state.segments
+    assert state.captured_micros == segment.cost_micros
+    assert ledger.get_balances(ledger_engine, tenant).held_micros == 0
