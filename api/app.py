@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api.errors import request_validation_error_handler, temporal_rpc_error_handler
+from api.limits import BodySizeLimit
 from api.routes import account, grants, jobs, refunds
 from config import Settings, get_settings
 from ledger.db import create_ledger_engine
@@ -66,6 +67,7 @@ def create_app(
     app.state.temporal_client = temporal_client
     app.state.ledger_engine = None
 
+    app.add_middleware(BodySizeLimit)
     app.add_exception_handler(RequestValidationError, request_validation_error_handler)
     app.add_exception_handler(RPCError, temporal_rpc_error_handler)
     app.include_router(jobs.router)

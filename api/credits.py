@@ -15,7 +15,8 @@ from ledger.money import CREDIT_DECIMAL_PLACES, MAX_CREDITS, micros_to_credits
 
 # Plain decimal notation with an optional exponent. It rules out the strings that Decimal()
 # would also take but no client means as an amount: "NaN", "Infinity", "1_000", " 1".
-_DECIMAL_STRING = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+# ASCII only: `\d` alone would also take digits of other scripts, such as "١٢".
+_DECIMAL_STRING = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 _ONE_MICRO_CREDIT = Decimal(1).scaleb(-CREDIT_DECIMAL_PLACES)
 

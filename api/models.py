@@ -90,6 +90,14 @@ class AgentSpec(CamelModel):
             raise ValueError("must not contain whitespace")
         return image
 
+    @field_validator("cmd")
+    @classmethod
+    def _check_command(cls, cmd: list[str]) -> list[str]:
+        for position, argument in enumerate(cmd):
+            if "\0" in argument:
+                raise ValueError(f"argument {position} must not contain a NUL character")
+        return cmd
+
     @field_validator("env")
     @classmethod
     def _check_env_names(cls, env: dict[str, str]) -> dict[str, str]:

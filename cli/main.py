@@ -18,6 +18,7 @@ from cli.billing import add_billing_commands
 from cli.dev import DevError, DevOptions, run_dev
 from cli.ledger_verify import add_ledger_commands
 from config import Settings
+from config.logging import configure_logging
 from worker.main import run_worker
 
 logger = logging.getLogger(__name__)
@@ -99,21 +100,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SERVICE_COMMANDS = frozenset({"api", "worker"})
+"""Long-running commands, which log JSON lines for log collectors instead of plain text."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the `cac` command line and return its exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # One line per HTTP request or migration step would bury the output of `cac dev`.
-    for noisy in ("httpx", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     try:
         settings = Settings()
     except ValidationError as error:
         print(f"error: invalid settings in the environment:\n{error}", file=sys.stderr)
         return 2
+
+    if args.command in SERVICE_COMMANDS:
+        configure_logging(settings.log_level)
+    else:
+        logging.basicConfig(
+            level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    # One line per HTTP request or migration step would bury the output of `cac dev`.
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     handler = getattr(args, "handler", None)
     if handler is not None:

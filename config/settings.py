@@ -58,10 +58,10 @@ class Settings(BaseSettings):
     providers: CommaList = Field(default_factory=list)
     """Enabled providers, comma-separated. Empty means `local,fake` in dev mode, else `fake`."""
 
-    local_price_per_hour: Decimal = Decimal("0.36")
+    local_price_per_hour: Decimal = Field(default=Decimal("0.36"), ge=0)
     """Credits per wall-clock hour that the `local` provider charges."""
 
-    fake_price_per_hour: Decimal = Decimal("2.5")
+    fake_price_per_hour: Decimal = Field(default=Decimal("2.5"), ge=0)
     """Credits per hour that the `fake` provider quotes for one GPU."""
 
     fake_gpu_types: CommaList = Field(default_factory=lambda: ["A10G", "L4", "A100", "H100"])
@@ -110,14 +110,20 @@ class Settings(BaseSettings):
     readiness_timeout_seconds: int = Field(default=900, ge=1)
     """Seconds an instance may take to start running before the next offer is tried."""
 
-    log_level: str = "INFO"
-    """Lowest level of the JSON log lines written to standard error."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Lowest level of the log lines written to standard error; `cac api` and `cac worker`
+    write them as JSON."""
 
     dev_tenant: str = "dev"
     """Tenant that `cac dev` grants starting credits to and mints its token for."""
 
     dev_grant_credits: Decimal = Decimal("100")
     """Credits that `cac dev` grants the dev tenant, once."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("providers", "fake_gpu_types", mode="before")
     @classmethod

@@ -262,14 +262,14 @@ class LocalProvider:
         write_json_atomic(job_dir / JOB_FILE, job)
 
         env = {
-            **os.environ,
+            **_inherited_environment(),
             **request.env,
             "CAC_JOB_ID": request.job_id,
             "CAC_INPUT_DIR": str(input_dir),
             "CAC_OUTPUT_DIR": str(output_dir),
         }
         # -I keeps the caller's PYTHONPATH and the runner's directory off the runner's
-        # sys.path. The command still gets the whole environment.
+        # sys.path.
         runner_command = [sys.executable, "-I", str(RUNNER_PATH), str(job_dir)]
         with open(job_dir / LOG_FILE, "ab") as log:
             try:
@@ -505,3 +505,21 @@ async def _wait_until(condition: Callable[[], bool], timeout_seconds: float) -> 
             return False
         await asyncio.sleep(_POLL_INTERVAL_SECONDS)
     return True
+
+
+INHERITED_VARIABLES = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TERM", "TMPDIR", "TZ", "PYTHONPATH",
+     "VIRTUAL_ENV"}
+)
+"""Variables of the worker's environment that a job's command sees, besides `LC_*`.
+
+Everything else stays out, because the worker's environment holds secrets (the JWT secret,
+the database URL, cloud credentials) that a job's command must not read."""
+
+
+def _inherited_environment() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name in INHERITED_VARIABLES or name.startswith("LC_")
+    }

@@ -238,3 +238,33 @@ async def test_submit_with_temporal_down_returns_503(settings):
     assert response.json() == {
         "detail": "the Temporal service failed (UNAVAILABLE); retry later"
     }
+
+
+async def test_oversized_body_returns_413(api_client):
+    spec = {"image": "python:3.11", "cmd": ["true"], "env": {"BIG": "x" * (300 * 1024)}}
+    response = await api_client.post(
+        "/v1/jobs", json=body(agentSpec=spec), headers=bearer("alice", "jobs:write")
+    )
+
+    assert response.status_code == 413
+    assert response.json() == {"detail": "the request body is larger than 262144 bytes"}
+
+
+async def test_nul_in_command_returns_422(api_client):
+    spec = {"image": "python:3.11", "cmd": ["tr\u0000ue"]}
+    response = await api_client.post(
+        "/v1/jobs", json=body(agentSpec=spec), headers=bearer("alice", "jobs:write")
+    )
+
+    assert response.status_code == 422
+    assert "argument 0 must not contain a NUL character" in response.text
+
+
+@pytest.mark.parametrize("budget", ["١٢", "1e400", "NaN"])
+async def test_non_ascii_or_absurd_budget_returns_422(api_client, budget):
+    response = await api_client.post(
+        "/v1/jobs", json=body(maxBudget=budget), headers=bearer("alice", "jobs:write")
+    )
+
+    assert response.status_code == 422
+    assert error_for(response, "maxBudget")

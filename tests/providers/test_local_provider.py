@@ -338,3 +338,31 @@ async def test_list_managed_instances_returns_running_jobs(provider: LocalProvid
 
 async def test_list_managed_instances_without_jobs_is_empty(provider: LocalProvider):
     assert await provider.list_managed_instances() == []
+
+
+async def test_local_job_does_not_see_worker_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAC_JWT_SECRET", "a-secret-the-job-must-not-read")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://user:password@host/db")
+    provider = LocalProvider(work_root=tmp_path, price_per_hour_micros=1_000_000)
+    (offer,) = await provider.quote(QuoteRequest())
+    request = ProvisionRequest(
+        client_token="job-env-1",
+        job_id="job-env",
+        offer=offer,
+        image="python:3.11",
+        command=["sh", "-c", "env > \"$CAC_OUTPUT_DIR/env.txt\""],
+        env={"MY_SETTING": "visible"},
+    )
+
+    instance_id = await provider.provision(request)
+    for _ in range(200):
+        if (await provider.status(instance_id, 0)).state in FINAL_INSTANCE_STATES:
+            break
+        await asyncio.sleep(0.05)
+    seen = (provider.output_dir(instance_id) / "env.txt").read_text()
+
+    assert "MY_SETTING=visible" in seen
+    assert "CAC_JOB_ID=job-env" in seen
+    assert "CAC_JWT_SECRET" not in seen
+    assert "DATABASE_URL" not in seen
+    assert "PATH=" in seen
