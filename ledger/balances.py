@@ -101,9 +101,7 @@ def get_platform_balances(engine: Engine) -> PlatformBalances:
     )
     funding, revenue, expired = _read_one_row(engine, statement)
 
-    return PlatformBalances(
-        funding_micros=funding, revenue_micros=revenue, expired_micros=expired
-    )
+    return PlatformBalances(funding_micros=funding, revenue_micros=revenue, expired_micros=expired)
 
 
 def get_hold(engine: Engine, job_id: str) -> HoldRecord | None:

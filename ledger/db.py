@@ -108,7 +108,7 @@ def run_with_reconnect(engine: Engine, work: Callable[[], T]) -> T:
     A pooled connection is dropped when the database restarts or a proxy closes idle
     connections, and the pool finds out only on the next use. `work` must be safe to repeat:
     a read, or a posting whose key makes a second attempt replay the first. When SQLAlchemy
-    sees a dropped connection, it discards it and every connection pooled before it, so the
+    detects a dropped connection, it discards it and every connection pooled before it, so the
     next attempt connects anew.
 
     Raises:

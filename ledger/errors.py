@@ -22,7 +22,11 @@ class InvalidAmount(LedgerError):
 
 
 class InsufficientFunds(LedgerError):
-    """A hold must not take more than the tenant's available balance."""
+    """A hold must not take more than the tenant's spendable credits.
+
+    Spendable credits are the available balance without the credits of grants past their
+    expiry, which `available_micros` reports.
+    """
 
     def __init__(self, *, tenant_id: str, requested_micros: int, available_micros: int) -> None:
         super().__init__(

@@ -33,7 +33,7 @@ def _ceil_div(numerator: int, denominator: int) -> int:
 
 @dataclass(frozen=True)
 class BillingRule:
-    """How a provider turns run time into billed time."""
+    """A provider's rule for turning run time into billed time."""
 
     increment_seconds: int = 1
     """Billed seconds are rounded up to a multiple of this; 1 bills every second, 60 every
@@ -160,7 +160,7 @@ def segment_cost_micros(
 
 @dataclass(frozen=True)
 class CappedCapture:
-    """How a job's cost settles against its hold, in micro-credits."""
+    """A job's cost split against its hold, in micro-credits."""
 
     capture_micros: int
     """Amount to capture: the cost, but at most the hold."""

@@ -41,7 +41,7 @@ total granted; `revenue`, which collects captured costs and pays refunds; and `e
 collects the credits of expired grants. All balances together sum to zero.
 
 A lot is one portion of a tenant's available credits with its own expiry: each grant and each
-refund creates one. `ledger.operations` explains how holds draw on lots.
+refund creates one. `ledger.expiry` explains how holds draw on lots and how lots expire.
 """
 
 import sqlalchemy as sa
@@ -115,9 +115,7 @@ transactions = sa.Table(
     sa.CheckConstraint(
         "kind IN ('grant', 'hold', 'capture', 'release', 'refund', 'expire')", name="kind_known"
     ),
-    sa.CheckConstraint(
-        "kind IN ('grant', 'expire') OR job_id IS NOT NULL", name="job_id_present"
-    ),
+    sa.CheckConstraint("kind IN ('grant', 'expire') OR job_id IS NOT NULL", name="job_id_present"),
 )
 
 postings = sa.Table(

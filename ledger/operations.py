@@ -14,8 +14,8 @@ Each operation is one database transaction that moves money between two accounts
 `ledger.expiry` explains lots and how they expire.
 
 Every operation carries a key, unique per tenant. A second request with a posted key returns
-the first result with `replayed=True` and moves nothing, if its kind, job id, amount, reason
-and (for a grant) expiry match; otherwise it raises `IdempotencyConflict`. A rejected
+the first result with `replayed=True` and moves nothing, provided that its kind, job id,
+amount, reason and (for a grant) expiry match. Otherwise it raises `IdempotencyConflict`. A rejected
 operation writes nothing, key included, so the same key may be posted again later (for example
 after a grant covers a hold that failed).
 
@@ -121,7 +121,7 @@ def hold(
     """Reserve a job's budget, moving it from the tenant's available balance to held.
 
     A job has one hold, which later captures and releases draw on. The hold draws on the
-    tenant's lots that expire first; credits of a lot past its expiry cannot be held, even
+    tenant's lots that expire first. Credits of a lot past its expiry cannot be held, even
     before `expire_grants` has expired them.
 
     Args:
@@ -300,12 +300,12 @@ def post_batch(
 
     Each operation is still all or nothing and idempotent by its key: a rejected operation
     writes nothing and the next one goes ahead. On PostgreSQL the whole batch is one call of
-    `ledger_post_batch`. An operation sees the effects of the ones before it, so a batch may
-    grant credits and hold them.
+    `ledger_post_batch`. Each operation works on the state that the ones before it left, so a
+    batch may grant credits and hold them.
 
     Two concurrent batches over the same tenants can deadlock, because each locks tenants in
     its own order. PostgreSQL then aborts one of them, which this function retries up to
-    `BATCH_ATTEMPTS` times in all; a single operation that PostgreSQL aborts this way raises
+    `BATCH_ATTEMPTS` times in all. A single operation that PostgreSQL aborts this way raises
     `sqlalchemy.exc.OperationalError`.
 
     Args:

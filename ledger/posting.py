@@ -88,7 +88,7 @@ class PostedTransaction:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What the database returned for one posting request.
+    """Result that the database returned for one posting request.
 
     `status` is "posted", "existing" (the key was posted before, and the other fields describe
     that transaction), "nothing" (an expiry that had nothing to expire), or the name of a
@@ -115,10 +115,10 @@ def validate_operation(operation: Operation) -> Operation:
 
     Raises:
         InvalidAmount: `amount_micros` is not a positive int of at most 10**18.
-        ValueError: the kind is unknown; `tenant_id` or `key` is empty; `tenant_id` is the
-            platform's; `key` starts with "expire/"; `job_id` is missing for a hold, capture,
-            release or refund, or given for a grant; `expires_at` is given for anything but
-            a grant, or has no timezone.
+        ValueError: the kind is unknown, `tenant_id` or `key` is empty, `tenant_id` is the
+            platform's, or `key` starts with "expire/". Or `job_id` is missing for a hold,
+            capture, release or refund, or given for a grant. Or `expires_at` is given for
+            anything but a grant, or has no timezone.
     """
     amount = operation.amount_micros
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_MICROS:

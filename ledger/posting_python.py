@@ -1,10 +1,10 @@
 """The posting rules as SQLAlchemy Core statements, for SQLite.
 
 Each function follows the PL/pgSQL function of the same name in migration 0002 step by step,
-so both backends keep the same rules; the property tests run the same cases on both. The
-functions run inside the caller's database transaction. They lock the tenant first, with
-SELECT ... FOR UPDATE on its available account; SQLite leaves FOR UPDATE out, because its
-BEGIN IMMEDIATE already holds the whole database. A rejection returns before anything is
+so that both backends keep the same rules, and the property tests run the same cases on both.
+The functions run inside the caller's database transaction. They lock the tenant first, with
+SELECT ... FOR UPDATE on its available account. SQLite leaves FOR UPDATE out, because its
+BEGIN IMMEDIATE already locks the whole database. A rejection returns before anything is
 written, so a batch can carry on in the same transaction.
 
 PostgreSQL uses these functions too when the engine has the execution option
@@ -42,7 +42,8 @@ from ledger.posting import Operation, Outcome
 
 
 class LedgerInconsistent(RuntimeError):
-    """The tables contradict an invariant that the posting rules keep; a bug or a manual edit."""
+    """The tables contradict an invariant that the posting rules keep, after a bug or a manual
+    edit."""
 
 
 def post(connection: Connection, operation: Operation, now: datetime) -> Outcome:
@@ -111,7 +112,7 @@ def expire_lot(connection: Connection, lot_id: int, now: datetime) -> Outcome:
 
 
 def as_utc(value: datetime | None) -> datetime | None:
-    """Return a stored time as an aware UTC datetime; SQLite returns them naive, in UTC."""
+    """Return a stored time as an aware UTC datetime, because SQLite returns them naive."""
     if value is None:
         return None
     if value.tzinfo is None:
@@ -174,7 +175,7 @@ def _hold(connection: Connection, operation: Operation, now: datetime) -> Outcom
             sa.or_(lots.c.expires_at.is_(None), lots.c.expires_at > now),
         )
         # Soonest expiry first, never-expiring lots last, as NULLS LAST would order them.
-        .order_by(lots.c.expires_at.is_(None).desc(), lots.c.expires_at.desc(), lots.c.id)
+        .order_by(lots.c.expires_at.is_(None), lots.c.expires_at, lots.c.id)
     ).all()
     spendable = sum(lot.remaining for lot in spendable_lots)
     if spendable < operation.amount_micros:
@@ -221,7 +222,9 @@ def _hold(connection: Connection, operation: Operation, now: datetime) -> Outcom
         if left == 0:
             break
 
-    return _posted(transaction_id, HOLD, operation.job_id, operation.amount_micros, operation.reason)
+    return _posted(
+        transaction_id, HOLD, operation.job_id, operation.amount_micros, operation.reason
+    )
 
 
 def _capture(connection: Connection, operation: Operation) -> Outcome:
@@ -287,7 +290,7 @@ def _settle_parts(
         .where(hold_lots.c.job_id == operation.job_id, unsettled > 0)
     )
     if operation.kind == CAPTURE:
-        statement = statement.order_by(lots.c.expires_at.is_(None).desc(), lots.c.expires_at.desc(), lots.c.id)
+        statement = statement.order_by(lots.c.expires_at.is_(None), lots.c.expires_at, lots.c.id)
     else:
         statement = statement.order_by(
             lots.c.expires_at.is_(None).desc(), lots.c.expires_at.desc(), lots.c.id.desc()
@@ -310,7 +313,8 @@ def _settle_parts(
             return
 
     raise LedgerInconsistent(
-        f"parts of the hold of job {operation.job_id!r} hold less than the hold itself"
+        f"ledger inconsistent: the parts of the hold of job {operation.job_id!r} have less left"
+        " than the hold itself"
     )
 
 
@@ -338,8 +342,7 @@ def _return_to_lot(
         job_id=operation.job_id,
         amount=amount,
         reason=(
-            f"credits of expired grant {part.lot_transaction_id} returned by release"
-            f" {release_id}"
+            f"credits of expired grant {part.lot_transaction_id} returned by release {release_id}"
         ),
     )
     _transfer(
@@ -518,8 +521,8 @@ def _transfer(
     """Debit the source, credit the destination, and write a posting with each new balance.
 
     The two postings are -amount and +amount, so they sum to zero. A debit below zero on an
-    account that must not go negative fails on its CHECK constraint; the callers check the
-    balance first, so that means a bug.
+    account that must not go negative fails on its CHECK constraint. The callers check the
+    balance first, so such a failure means a bug.
     """
     for account_id, delta in ((source_id, -amount), (destination_id, amount)):
         balance_after = connection.execute(

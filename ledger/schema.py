@@ -50,9 +50,7 @@ def upgrade(database_url: str) -> None:
                 config = Config()
                 # Config options go through configparser interpolation, which treats %
                 # specially.
-                config.set_main_option(
-                    "script_location", str(MIGRATIONS_DIR).replace("%", "%%")
-                )
+                config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
     finally:

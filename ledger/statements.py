@@ -2,9 +2,9 @@
 
 Pages are cut by transaction id (keyset pagination), and the cursor is the last id of a page,
 encoded so that callers treat it as opaque. A tenant's transactions get their ids under the
-tenant's lock and commit in id order, so a transaction committed while a caller pages through
-the statement always has a higher id than every page it has not read yet: it shows up at the
-top of a new first page and never shifts, repeats or hides an older entry.
+tenant's lock and commit in id order. So a transaction committed while a caller pages through
+the statement has a higher id than every entry already listed. It shows up at the top of a new
+first page, and never shifts, repeats or hides an older entry.
 """
 
 import base64
@@ -99,9 +99,8 @@ def get_statement(
     before_id = _decode_cursor(cursor) if cursor is not None else None
 
     def read() -> StatementPage:
-        with engine.connect() as connection:
-            with connection.begin():
-                return _read_page(connection, tenant_id, limit, before_id)
+        with engine.connect() as connection, connection.begin():
+            return _read_page(connection, tenant_id, limit, before_id)
 
     return run_with_reconnect(engine, read)
 
@@ -145,7 +144,7 @@ def _read_page(
         )
         .where(transactions.c.tenant_id == tenant_id)
         .order_by(transactions.c.id.desc())
-        # One row more than the page tells whether an older page exists.
+        # One row more than the page shows whether an older page exists.
         .limit(limit + 1)
     )
     if before_id is not None:

@@ -1,8 +1,8 @@
 """An audit of the whole ledger: every invariant of `ledger.models`, recomputed from the rows.
 
-`verify_ledger` trusts nothing that the posting code maintains: it recomputes balances from
+`verify_ledger` trusts nothing that the posting code maintains. It recomputes balances from
 postings, the held balance from the holds, the available balance from the lots, and the
-platform accounts from what they collect, and reports each difference with the account, hold,
+platform accounts from what they collect. It reports each difference with the account, hold,
 lot or transaction it concerns. It reads one consistent snapshot, so it can run while
 operations post.
 
@@ -38,10 +38,10 @@ class Mismatch:
     """One value that differs from what the rows imply. Amounts are in micro-credits."""
 
     subject: str
-    """What the value belongs to, such as "account acme/available" or "hold of job j-1"."""
+    """Owner of the value, such as "account acme/available" or "hold of job j-1"."""
 
     quantity: str
-    """What was compared, such as "balance" or "captured + released"."""
+    """Name of the compared quantity, such as "balance" or "captured + released"."""
 
     actual: int
     """Value found in the ledger."""
@@ -66,13 +66,13 @@ class CheckResult:
     """The outcome of one invariant check."""
 
     name: str
-    """What the check asserts, as a sentence."""
+    """The invariant that the check asserts, as a sentence."""
 
     checked: int
     """Number of rows (accounts, postings, holds, ...) the check examined."""
 
     unit: str
-    """What `checked` counts, such as "accounts"."""
+    """Kind of row that `checked` counts, such as "accounts"."""
 
     mismatches: list[Mismatch] = field(default_factory=list)
     """Every violation found; empty when the check passed."""
@@ -309,8 +309,10 @@ def _check_holds_settled_within_amount(connection: Connection) -> CheckResult:
         unit="holds",
         mismatches=[
             Mismatch(
-                _hold_label(row), "captured + released (maximum the amount)",
-                row.captured + row.released, row.amount,
+                _hold_label(row),
+                "captured + released (maximum the amount)",
+                row.captured + row.released,
+                row.amount,
             )
             for row in rows
             if row.captured + row.released > row.amount or row.captured < 0 or row.released < 0
@@ -325,7 +327,9 @@ def _check_refunds_within_captured(connection: Connection) -> CheckResult:
         checked=len(rows),
         unit="holds",
         mismatches=[
-            Mismatch(_hold_label(row), "refunded (maximum the captured)", row.refunded, row.captured)
+            Mismatch(
+                _hold_label(row), "refunded (maximum the captured)", row.refunded, row.captured
+            )
             for row in rows
             if row.refunded > row.captured or row.refunded < 0
         ],
@@ -510,9 +514,7 @@ def _check_platform_accounts(connection: Connection) -> CheckResult:
 
 
 def _check_total_zero(connection: Connection) -> CheckResult:
-    count, total = connection.execute(
-        sa.select(sa.func.count(), _sum(accounts.c.balance))
-    ).one()
+    count, total = connection.execute(sa.select(sa.func.count(), _sum(accounts.c.balance))).one()
     mismatches = []
     if total != 0:
         mismatches.append(Mismatch("all accounts", "sum of balances", total, 0))

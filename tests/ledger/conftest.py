@@ -10,7 +10,10 @@ from ledger.schema import upgrade
 from ledger.verify import verify_ledger
 from tests.conftest import fresh_pg_database
 
-LEDGER_TABLES = "hold_lots, lots, postings, holds, transactions, accounts"
+LEDGER_TABLES = ("hold_lots", "lots", "postings", "holds", "transactions", "accounts")
+"""Every table of the ledger, each before the tables it refers to."""
+
+TABLES_WITH_ID_SEQUENCE = ("lots", "postings", "transactions", "accounts")
 
 
 @pytest.fixture
@@ -29,13 +32,19 @@ def pg_engine(pg_url: str) -> Iterator[Engine]:
 
 
 def empty_ledger(engine: Engine) -> None:
-    """Delete every row of the ledger and restart its ids."""
+    """Delete every row of the ledger and restart its ids at 1.
+
+    DELETE rather than TRUNCATE, which takes about 80 ms on PostgreSQL against 5 ms for a
+    ledger as small as a test's. SQLite restarts ids by itself once a table is empty.
+    """
     with engine.begin() as connection:
+        for table in LEDGER_TABLES:
+            connection.exec_driver_sql(f"DELETE FROM {table}")
         if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql(f"TRUNCATE {LEDGER_TABLES} RESTART IDENTITY")
-        else:
-            for table in LEDGER_TABLES.split(", "):
-                connection.exec_driver_sql(f"DELETE FROM {table}")
+            for table in TABLES_WITH_ID_SEQUENCE:
+                connection.exec_driver_sql(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), 1, false)"
+                )
 
 
 @pytest.fixture

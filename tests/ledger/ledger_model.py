@@ -99,16 +99,16 @@ class LedgerModel:
         return sum(h.unsettled for h in self.holds.values() if h.tenant_id == tenant_id)
 
     def spent(self, tenant_id: str) -> int:
-        return sum(
-            h.captured - h.refunded for h in self.holds.values() if h.tenant_id == tenant_id
-        )
+        return sum(h.captured - h.refunded for h in self.holds.values() if h.tenant_id == tenant_id)
 
     def spendable(self, tenant_id: str, now: datetime) -> int:
         return sum(lot.spendable(now) for lot in self._lots_of(tenant_id))
 
     # Checks: None when the operation is allowed, else the rejection the ledger must raise.
 
-    def check_hold(self, tenant_id: str, job_id: str, amount: int, now: datetime) -> Rejection | None:
+    def check_hold(
+        self, tenant_id: str, job_id: str, amount: int, now: datetime
+    ) -> Rejection | None:
         if job_id in self.holds:
             return Rejection(DuplicateHold)
         spendable = self.spendable(tenant_id, now)
@@ -192,7 +192,11 @@ class LedgerModel:
             part.released += take
             left -= take
             lot = part.lot
-            if expired_in_ledger is not None and lot.lot_id in expired_in_ledger and not lot.expired:
+            if (
+                expired_in_ledger is not None
+                and lot.lot_id in expired_in_ledger
+                and not lot.expired
+            ):
                 assert lot.remaining == 0, f"lot {lot.lot_id} expired with credits left"
                 assert latest_sweep is not None and lot.expires_at is not None
                 assert lot.expires_at <= latest_sweep, f"lot {lot.lot_id} expired early"
@@ -200,7 +204,9 @@ class LedgerModel:
             if lot.expired:
                 self.expired += take
                 expiries.append(
-                    PredictedExpiry(hold.tenant_id, f"expire/{lot.lot_id}/{release_id}", take, job_id)
+                    PredictedExpiry(
+                        hold.tenant_id, f"expire/{lot.lot_id}/{release_id}", take, job_id
+                    )
                 )
             else:
                 lot.remaining += take

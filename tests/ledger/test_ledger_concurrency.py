@@ -14,6 +14,7 @@ from ledger import (
     get_platform_balances,
     grant,
     hold,
+    refund,
     release,
 )
 
@@ -142,3 +143,95 @@ def test_concurrent_mixed_operations_stay_consistent(engine, ledger_inconsistenc
     assert get_platform_balances(engine) == PlatformBalances(
         funding_micros=-2_100, revenue_micros=acme.spent_micros + globex.spent_micros
     )
+
+
+def test_concurrent_same_capture_key_captures_once(engine, ledger_inconsistencies):
+    grant(engine, tenant_id="acme", amount_micros=1_000, key="g")
+    hold(engine, tenant_id="acme", job_id="j", amount_micros=1_000, key="h")
+
+    outcomes = run_at_once(
+        20,
+        lambda _: capture(engine, tenant_id="acme", job_id="j", amount_micros=600, key="j/capture"),
+    )
+
+    assert outcome_counts(outcomes) == {"PostedTransaction": 20}
+    assert sum(1 for outcome in outcomes if not outcome.replayed) == 1
+    assert len({outcome.transaction_id for outcome in outcomes}) == 1
+    assert get_hold(engine, "j").captured_micros == 600
+    assert get_platform_balances(engine).revenue_micros == 600
+    assert ledger_inconsistencies(engine) == []
+
+
+def test_concurrent_refunds_stop_at_captured(engine, ledger_inconsistencies):
+    grant(engine, tenant_id="acme", amount_micros=1_000, key="g")
+    hold(engine, tenant_id="acme", job_id="j", amount_micros=1_000, key="h")
+    capture(engine, tenant_id="acme", job_id="j", amount_micros=700, key="c")
+
+    outcomes = run_at_once(
+        30,
+        lambda index: refund(
+            engine,
+            tenant_id="acme",
+            job_id="j",
+            amount_micros=100,
+            key=f"rf{index}",
+            reason="outage",
+        ),
+    )
+
+    assert outcome_counts(outcomes) == {"PostedTransaction": 7, "RefundExceeded": 23}
+    assert get_hold(engine, "j").refunded_micros == 700
+    assert get_balances(engine, "acme") == TenantBalances(
+        available_micros=700, held_micros=300, spent_micros=0
+    )
+    assert get_platform_balances(engine).revenue_micros == 0
+    assert ledger_inconsistencies(engine) == []
+
+
+def test_concurrent_holds_captures_refunds_on_one_tenant(engine, ledger_inconsistencies):
+    # One tenant with 2_000 granted, 400 of it already captured from four old jobs. Forty
+    # threads each hold 100 for a job of their own, capture 60, try to capture 60 more, and
+    # release the 40 left. Twenty more threads refund 50 each from the old jobs.
+    grant(engine, tenant_id="acme", amount_micros=2_000, key="g")
+    for job in range(4):
+        hold(engine, tenant_id="acme", job_id=f"old-{job}", amount_micros=100, key=f"old-{job}/h")
+        capture(
+            engine, tenant_id="acme", job_id=f"old-{job}", amount_micros=100, key=f"old-{job}/c"
+        )
+
+    def operate(index: int) -> object:
+        if index >= 40:
+            return refund(
+                engine,
+                tenant_id="acme",
+                job_id=f"old-{index % 4}",
+                amount_micros=50,
+                key=f"refund-{index}",
+                reason="outage",
+            )
+        job_id = f"new-{index}"
+        hold(engine, tenant_id="acme", job_id=job_id, amount_micros=100, key=f"{job_id}/h")
+        capture(engine, tenant_id="acme", job_id=job_id, amount_micros=60, key=f"{job_id}/c")
+        try:
+            capture(engine, tenant_id="acme", job_id=job_id, amount_micros=60, key=f"{job_id}/c2")
+        except HoldExceeded:
+            pass
+        else:
+            raise AssertionError(f"job {job_id} was captured beyond its hold")
+        return release(engine, tenant_id="acme", job_id=job_id, amount_micros=40, key=f"{job_id}/r")
+
+    outcomes = run_at_once(60, operate)
+
+    job_counts = outcome_counts(outcomes[:40])
+    refund_counts = outcome_counts(outcomes[40:])
+    assert set(job_counts) <= {"PostedTransaction", "InsufficientFunds"}
+    assert refund_counts == {"PostedTransaction": 8, "RefundExceeded": 12}
+    for job in range(4):
+        assert get_hold(engine, f"old-{job}").refunded_micros == 100
+    settled_jobs = job_counts["PostedTransaction"]
+    assert settled_jobs >= 16
+    assert get_balances(engine, "acme") == TenantBalances(
+        available_micros=2_000 - 60 * settled_jobs, held_micros=0, spent_micros=60 * settled_jobs
+    )
+    assert get_platform_balances(engine).revenue_micros == 60 * settled_jobs
+    assert ledger_inconsistencies(engine) == []

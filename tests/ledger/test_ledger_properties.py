@@ -2,7 +2,7 @@
 
 Grants (some expiring), holds, captures, releases, refunds, expiries and replays of earlier
 requests are drawn by hypothesis. The sequential test predicts every outcome and balance with
-`LedgerModel` before the ledger answers. The concurrent test cannot know the interleaving in
+`LedgerModel` before the ledger returns it. The concurrent test cannot know the interleaving in
 advance, so it replays each tenant's statement through the model afterwards: every posted
 transaction must have been allowed when it was posted, and the model's balances must equal
 the ledger's.
@@ -41,10 +41,9 @@ from tests.ledger.conftest import empty_ledger
 from tests.ledger.ledger_model import PAST, LedgerModel, Rejection
 
 TENANTS = ("acme", "globex")
-# Most requests go to one tenant, so that they meet each other's lots and holds; the other
-# tenant brings cross-tenant cases such as a capture of another tenant's hold.
+# Most requests go to one tenant, so that they meet each other's lots and holds. The other
+# tenant brings cross-tenant cases, such as a capture of another tenant's hold.
 TENANT_CHOICES = ("acme", "acme", "acme", "globex")
-JOBS = ("j0", "j1", "j2", "j3")
 EXPIRIES = (None, PAST, datetime(2100, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 SWEEPS = (
     datetime(2050, 1, 1, tzinfo=UTC),
@@ -92,7 +91,32 @@ def post(engine, request: Request, key: str) -> PostedTransaction | LedgerError:
         return error
 
 
-amounts = st.integers(min_value=1, max_value=60)
+@dataclass(frozen=True)
+class JobIntent:
+    """A hold, capture, release or refund, resolved against the model when it is sent.
+
+    A hold starts a new job (of tenant `TENANTS[pick % 2]`) unless `pick % 5` is 4, when it
+    holds an existing job again. A capture, release or refund goes to one of the held
+    jobs, chosen by `pick`. `share` is a percentage of the tenant's spendable credits (hold),
+    the hold's unsettled amount (capture, release) or its refundable amount (refund); above
+    100 it asks for more than allowed. `other_tenant` sends the request as the tenant that
+    does not own the job. Steps that follow the state reach far more of the rules than random
+    jobs and amounts, which mostly miss.
+    """
+
+    kind: str
+    pick: int
+    share: int
+    other_tenant: bool
+
+
+job_intents = st.builds(
+    JobIntent,
+    kind=st.sampled_from(("hold", "capture", "capture", "release", "refund")),
+    pick=st.integers(min_value=0, max_value=1000),
+    share=st.integers(min_value=1, max_value=120),
+    other_tenant=st.sampled_from((False,) * 9 + (True,)),
+)
 grant_requests = st.builds(
     Request,
     kind=st.just("grant"),
@@ -100,17 +124,10 @@ grant_requests = st.builds(
     amount=st.integers(min_value=1, max_value=200),
     expires_at=st.sampled_from(EXPIRIES),
 )
-job_requests = st.builds(
-    Request,
-    kind=st.sampled_from(("hold", "hold", "capture", "release", "refund")),
-    tenant_id=st.sampled_from(TENANT_CHOICES),
-    amount=amounts,
-    job_id=st.sampled_from(JOBS),
-)
 sweeps = st.tuples(st.just("expire"), st.sampled_from(SWEEPS))
 replays = st.tuples(st.just("replay"), st.integers(min_value=0, max_value=10_000), st.booleans())
 steps = st.lists(
-    st.one_of(grant_requests, job_requests, job_requests, sweeps, replays),
+    st.one_of(grant_requests, job_intents, job_intents, job_intents, sweeps, replays),
     # Hypothesis favours short lists, which rarely get as far as an expiry of held credits.
     min_size=20,
     max_size=40,
@@ -133,8 +150,9 @@ class SequentialRun:
 
     def run(self, step) -> None:
         if isinstance(step, Request):
-            key = f"k{len(self.sent)}"
-            self.send(step, key)
+            self.send(step, f"k{len(self.sent)}")
+        elif isinstance(step, JobIntent):
+            self.send(self.resolve(step), f"k{len(self.sent)}")
         elif step[0] == "expire":
             self.sweep(step[1])
         elif self.sent:
@@ -149,6 +167,31 @@ class SequentialRun:
                 )
             self.send(request, key)
         self.assert_balances()
+
+    def resolve(self, intent: JobIntent) -> Request:
+        model = self.model
+        jobs = sorted(model.holds)
+        if intent.kind == "hold" and (intent.pick % 5 != 4 or not jobs):
+            job_id = f"job-{len(self.sent)}"
+            owner = TENANTS[intent.pick % 2]
+        elif jobs:
+            job_id = jobs[intent.pick % len(jobs)]
+            owner = model.holds[job_id].tenant_id
+        else:
+            job_id, owner = "job-never-held", TENANTS[intent.pick % 2]
+        tenant_id = next(t for t in TENANTS if t != owner) if intent.other_tenant else owner
+
+        hold = model.holds.get(job_id)
+        if intent.kind == "hold":
+            base = model.spendable(tenant_id, datetime.now(UTC))
+        elif hold is None:
+            base = 10
+        elif intent.kind == "refund":
+            base = hold.captured - hold.refunded
+        else:
+            base = hold.unsettled
+        amount = max(1, base * intent.share // 100)
+        return Request(intent.kind, tenant_id, amount, job_id=job_id)
 
     def send(self, request: Request, key: str) -> None:
         self.sent.append((request, key))
@@ -298,15 +341,23 @@ def assert_holds_match(engine, model: LedgerModel) -> None:
         assert actual.refunded_micros == expected.refunded
 
 
+OPENING_STEPS = [
+    Request("grant", "acme", 100),
+    Request("grant", "acme", 100, expires_at=EXPIRIES[2]),
+    Request("grant", "globex", 100),
+]
+"""Grants that every sequential run starts with, so that most holds have credits to draw on."""
+
+
 @pytest.mark.parametrize("backend", ["plpgsql", "sqlite"])
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=steps)
 def test_random_operations_match_model(backend_engines, backend, steps):
     engine = backend_engines[backend]
     empty_ledger(engine)
     run = SequentialRun(engine)
 
-    for step in steps:
+    for step in OPENING_STEPS + steps:
         run.run(step)
 
     report = verify_ledger(engine)
@@ -317,55 +368,101 @@ def test_random_operations_match_model(backend_engines, backend, steps):
 
 
 THREADS = 4
-OPENING_GRANT = 300
 
-concurrent_steps = st.one_of(
-    st.tuples(
-        st.just("grant"),
-        st.sampled_from(TENANTS),
-        st.integers(min_value=1, max_value=200),
-        st.sampled_from(EXPIRIES),
-    ),
-    st.tuples(
-        st.sampled_from(("hold", "hold", "capture", "release", "refund")),
-        st.integers(min_value=0, max_value=5),
-        amounts,
-    ),
-    sweeps,
-    replays,
+concurrent_steps = st.lists(
+    st.one_of(grant_requests, job_intents, job_intents, job_intents, sweeps, replays),
+    min_size=5,
+    max_size=20,
 )
 
 
-def thread_request(thread: int, step) -> Request:
-    """Build a thread's request; job n of thread t belongs to tenant n % 2."""
-    if step[0] == "grant":
-        return Request("grant", step[1], step[2], expires_at=step[3])
-    kind, job, amount = step
-    return Request(kind, TENANTS[job % 2], amount, job_id=f"t{thread}-j{job}")
+class ThreadRun:
+    """One thread's requests. Its jobs are its own, so what it reads of them stays true."""
 
+    def __init__(self, engine, thread: int) -> None:
+        self.engine = engine
+        self.thread = thread
+        self.sent: list[tuple[Request, str, PostedTransaction | LedgerError]] = []
+        self.sweeps: list[tuple[datetime, list[PostedTransaction]]] = []
+        self.job_tenants: dict[str, str] = {}
 
-def run_thread(engine, thread: int, plan, barrier, sent, sweeps_run) -> None:
-    """Send a thread's plan; record (request, key, result) in `sent[thread]`."""
-    barrier.wait(timeout=10)
-    for index, step in enumerate(plan):
-        if step[0] == "expire":
-            sweeps_run.append((step[1], expire_grants(engine, now=step[1])))
-            continue
-        if step[0] == "replay":
-            if not sent[thread]:
+    def run(self, plan) -> None:
+        for index, step in enumerate(plan):
+            key = f"t{self.thread}-k{index}"
+            if isinstance(step, Request):
+                request = step
+            elif isinstance(step, JobIntent):
+                request = self.resolve(step, index)
+            elif step[0] == "expire":
+                self.sweeps.append((step[1], expire_grants(self.engine, now=step[1])))
                 continue
-            request, key, _ = sent[thread][step[1] % len(sent[thread])]
-            if step[2]:
-                request = Request(
-                    request.kind,
-                    request.tenant_id,
-                    request.amount + 1,
-                    request.job_id,
-                    request.expires_at,
-                )
+            elif self.sent:
+                request, key, _ = self.sent[step[1] % len(self.sent)]
+                if step[2]:
+                    request = Request(
+                        request.kind,
+                        request.tenant_id,
+                        request.amount + 1,
+                        request.job_id,
+                        request.expires_at,
+                    )
+            else:
+                continue
+
+            result = post(self.engine, request, key)
+            self.sent.append((request, key, result))
+            if request.kind == "hold" and isinstance(result, PostedTransaction):
+                self.job_tenants[request.job_id] = request.tenant_id
+
+    def resolve(self, intent: JobIntent, index: int) -> Request:
+        """Build a request like `SequentialRun.resolve`, from what the ledger returns now."""
+        jobs = sorted(self.job_tenants)
+        if intent.kind == "hold" and (intent.pick % 5 != 4 or not jobs):
+            job_id = f"t{self.thread}-job-{index}"
+            owner = TENANTS[intent.pick % 2]
+        elif jobs:
+            job_id = jobs[intent.pick % len(jobs)]
+            owner = self.job_tenants[job_id]
         else:
-            request, key = thread_request(thread, step), f"t{thread}-k{index}"
-        sent[thread].append((request, key, post(engine, request, key)))
+            job_id, owner = f"t{self.thread}-never-held", TENANTS[intent.pick % 2]
+        tenant_id = next(t for t in TENANTS if t != owner) if intent.other_tenant else owner
+
+        hold_record = get_hold(self.engine, job_id)
+        if intent.kind == "hold":
+            base = get_balances(self.engine, tenant_id).available_micros
+        elif hold_record is None:
+            base = 10
+        elif intent.kind == "refund":
+            base = hold_record.captured_micros - hold_record.refunded_micros
+        else:
+            base = hold_record.remaining_micros
+        amount = max(1, base * intent.share // 100)
+        return Request(intent.kind, tenant_id, amount, job_id=job_id)
+
+
+def run_in_threads(engine, plans) -> list[ThreadRun]:
+    """Run each plan in its own thread, all released at once; fail on any exception."""
+    runs = [ThreadRun(engine, thread) for thread in range(len(plans))]
+    barrier = threading.Barrier(len(plans))
+    errors: list[BaseException] = []
+
+    def work(run: ThreadRun, plan) -> None:
+        try:
+            barrier.wait(timeout=10)
+            run.run(plan)
+        except BaseException as error:  # noqa: BLE001 - reported by the assert below
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=work, args=(run, plan))
+        for run, plan in zip(runs, plans, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    return runs
 
 
 def replay_statement(
@@ -406,7 +503,8 @@ def replay_statement(
             assert model.check_refund(tenant_id, job_id, amount) is None, entry
             model.refund(entry.transaction_id, tenant_id, job_id, amount)
         else:
-            assert kind == "expire" and job_id is None, entry
+            assert kind == "expire", entry
+            assert job_id is None, entry
             lot_id = int(entry.key.split("/")[1])
             lot = model.lots[lot_id]
             assert not lot.expired
@@ -419,50 +517,42 @@ def replay_statement(
 def is_release_expiry(entry, release_entry) -> bool:
     parts = entry.key.split("/")
     return (
-        entry.kind == "expire"
-        and len(parts) == 3
-        and parts[2] == str(release_entry.transaction_id)
+        entry.kind == "expire" and len(parts) == 3 and parts[2] == str(release_entry.transaction_id)
     )
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(plans=st.lists(st.lists(concurrent_steps, max_size=12), min_size=THREADS, max_size=THREADS))
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plans=st.lists(concurrent_steps, min_size=THREADS, max_size=THREADS))
 def test_concurrent_random_operations_keep_invariants(pg_engine, plans):
     engine = pg_engine
     empty_ledger(engine)
-    opening = {
-        tenant_id: grant(engine, tenant_id=tenant_id, amount_micros=OPENING_GRANT, key="opening")
-        for tenant_id in TENANTS
-    }
-    barrier = threading.Barrier(THREADS)
-    sent: list[list] = [[] for _ in range(THREADS)]
-    sweeps_run: list = []
-    threads = [
-        threading.Thread(
-            target=run_thread, args=(engine, thread, plans[thread], barrier, sent, sweeps_run)
+    opening = [
+        grant(
+            engine,
+            tenant_id=request.tenant_id,
+            amount_micros=request.amount,
+            key=f"opening-{n}",
+            expires_at=request.expires_at,
         )
-        for thread in range(THREADS)
+        for n, request in enumerate(OPENING_STEPS)
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+
+    runs = run_in_threads(engine, plans)
 
     report = verify_ledger(engine)
     assert report.ok, str(report)
 
     statements = {tenant_id: assert_statement_adds_up(engine, tenant_id) for tenant_id in TENANTS}
-    by_id = {}
-    for tenant_id, entries in statements.items():
-        for entry in entries:
-            by_id[entry.transaction_id] = entry
+    by_id = {entry.transaction_id: entry for entries in statements.values() for entry in entries}
 
-    # Every result the threads saw matches the statement, and every entry a caller posted
-    # has a result behind it.
-    expiries_by_key = {"opening": None}
-    first_posts = {posted.transaction_id for posted in opening.values()}
-    for thread_sent in sent:
-        for request, key, result in thread_sent:
+    # Every result the threads saw matches the statement, and every entry that a caller
+    # posted has a first result behind it.
+    expiries_by_key = {
+        f"opening-{n}": request.expires_at for n, request in enumerate(OPENING_STEPS)
+    }
+    first_posts = {posted.transaction_id for posted in opening}
+    for run in runs:
+        for request, key, result in run.sent:
             if isinstance(result, LedgerError):
                 continue
             entry = by_id[result.transaction_id]
@@ -474,7 +564,8 @@ def test_concurrent_random_operations_keep_invariants(pg_engine, plans):
                 first_posts.add(result.transaction_id)
     caller_posted = {e.transaction_id for e in by_id.values() if e.kind != "expire"}
     assert caller_posted == first_posts
-    for now, posted in sweeps_run:
+    sweeps_run = [sweep for run in runs for sweep in run.sweeps]
+    for _, posted in sweeps_run:
         for expiry in posted:
             assert by_id[expiry.transaction_id].key == expiry.key
             assert by_id[expiry.transaction_id].amount_micros == expiry.amount_micros

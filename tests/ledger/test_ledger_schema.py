@@ -2,7 +2,9 @@ import threading
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 
 from ledger import (
@@ -18,10 +20,15 @@ from ledger import (
     get_platform_balances,
     grant,
     hold,
+    refund,
     release,
     upgrade,
+    verify_ledger,
 )
+from ledger.db import disable_sqlite_foreign_keys
 from ledger.models import metadata
+from ledger.schema import MIGRATIONS_DIR
+from tests.conftest import fresh_pg_database
 
 HEAD_REVISION = "0002"
 
@@ -190,3 +197,124 @@ def test_sqlite_connection_pragmas(sqlite_url):
 
     assert foreign_keys == 1
     assert journal_mode == "wal"
+
+
+def upgrade_to(database_url, revision):
+    engine = create_ledger_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                disable_sqlite_foreign_keys(connection)
+            with connection.begin():
+                config = Config()
+                config.set_main_option("script_location", str(MIGRATIONS_DIR))
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def post_in_0001_schema(connection, transaction_id, kind, job_id, amount, source, destination):
+    """Write a transaction and its postings as the 0001 code did."""
+    connection.execute(
+        sa.text(
+            "INSERT INTO transactions (id, tenant_id, key, kind, job_id, amount, reason)"
+            " VALUES (:id, 'acme', :key, :kind, :job_id, :amount, '')"
+        ),
+        {
+            "id": transaction_id,
+            "key": f"k{transaction_id}",
+            "kind": kind,
+            "job_id": job_id,
+            "amount": amount,
+        },
+    )
+    for account_id, delta in ((source, -amount), (destination, amount)):
+        balance = connection.execute(
+            sa.text(
+                "UPDATE accounts SET balance = balance + :delta WHERE id = :id RETURNING balance"
+            ),
+            {"delta": delta, "id": account_id},
+        ).scalar_one()
+        connection.execute(
+            sa.text(
+                "INSERT INTO postings (transaction_id, account_id, amount, balance_after)"
+                " VALUES (:transaction_id, :account_id, :amount, :balance)"
+            ),
+            {
+                "transaction_id": transaction_id,
+                "account_id": account_id,
+                "amount": delta,
+                "balance": balance,
+            },
+        )
+
+
+def fill_0001_ledger(database_url):
+    """Grant acme 100; hold 60 for job j, capture 20, release 10; hold 5 for job k, release 5."""
+    engine = create_ledger_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO accounts (id, tenant_id, name, balance, allow_negative) VALUES"
+                    " (1, 'platform', 'funding', 0, true), (2, 'acme', 'available', 0, false),"
+                    " (3, 'acme', 'held', 0, false), (4, 'platform', 'revenue', 0, false)"
+                )
+            )
+            connection.execute(
+                sa.text(
+                    "INSERT INTO holds (job_id, tenant_id, amount, captured, released) VALUES"
+                    " ('j', 'acme', 60, 20, 10), ('k', 'acme', 5, 0, 5)"
+                )
+            )
+            post_in_0001_schema(connection, 1, "grant", None, 100, 1, 2)
+            post_in_0001_schema(connection, 2, "hold", "j", 60, 2, 3)
+            post_in_0001_schema(connection, 3, "capture", "j", 20, 3, 4)
+            post_in_0001_schema(connection, 4, "release", "j", 10, 3, 2)
+            post_in_0001_schema(connection, 5, "hold", "k", 5, 2, 3)
+            post_in_0001_schema(connection, 6, "release", "k", 5, 3, 2)
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(
+                    "SELECT setval('transactions_id_seq', 6), setval('accounts_id_seq', 4),"
+                    " setval('postings_id_seq', 12)"
+                )
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def ledger_at_0001_with_data(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'ledger.db'}"
+        upgrade_to(url, "0001")
+        fill_0001_ledger(url)
+        yield url
+        return
+    with fresh_pg_database() as url:
+        upgrade_to(url, "0001")
+        fill_0001_ledger(url)
+        yield url
+
+
+def test_upgrade_keeps_existing_balances_and_holds(ledger_at_0001_with_data):
+    url = ledger_at_0001_with_data
+
+    upgrade(url)
+
+    engine = create_ledger_engine(url)
+    try:
+        assert verify_ledger(engine).ok, str(verify_ledger(engine))
+        assert get_balances(engine, "acme") == TenantBalances(
+            available_micros=50, held_micros=30, spent_micros=20
+        )
+        capture(engine, tenant_id="acme", job_id="j", amount_micros=25, key="c2")
+        release(engine, tenant_id="acme", job_id="j", amount_micros=5, key="r2")
+        refund(engine, tenant_id="acme", job_id="j", amount_micros=45, key="rf", reason="outage")
+        hold(engine, tenant_id="acme", job_id="m", amount_micros=100, key="h3")
+        assert get_balances(engine, "acme") == TenantBalances(
+            available_micros=0, held_micros=100, spent_micros=0
+        )
+        assert verify_ledger(engine).ok, str(verify_ledger(engine))
+    finally:
+        engine.dispose()

@@ -586,9 +586,7 @@ def upgrade() -> None:
     op.create_index(op.f("ix_transactions_tenant_id_id"), "transactions", ["tenant_id", "id"])
 
     with op.batch_alter_table("holds") as batch:
-        batch.add_column(
-            sa.Column("refunded", sa.BigInteger(), nullable=False, server_default="0")
-        )
+        batch.add_column(sa.Column("refunded", sa.BigInteger(), nullable=False, server_default="0"))
         batch.create_check_constraint(
             op.f("ck_holds_refunded_within_captured"), "refunded >= 0 AND refunded <= captured"
         )
