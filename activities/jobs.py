@@ -61,6 +61,7 @@ class JobActivities:
         max_attempts: int = 3,
         max_preemptions: int = 3,
         readiness_timeout_seconds: int = 900,
+        quote_timeout_seconds: int = 10,
     ) -> None:
         self._providers = dict(providers)
         self._engine = ledger_engine
@@ -68,6 +69,7 @@ class JobActivities:
         self._max_attempts = max_attempts
         self._max_preemptions = max_preemptions
         self._readiness_timeout_seconds = readiness_timeout_seconds
+        self._quote_timeout_seconds = quote_timeout_seconds
         self.reliability = ReliabilityTracker()
 
     def _provider(self, name: str) -> ProviderClient:
@@ -89,6 +91,7 @@ class JobActivities:
             max_attempts=self._max_attempts,
             max_preemptions=self._max_preemptions,
             readiness_timeout_seconds=self._readiness_timeout_seconds,
+            quote_timeout_seconds=self._quote_timeout_seconds,
         )
 
     @activity.defn

@@ -37,6 +37,9 @@ class JobConfig:
     max_preemptions: int = 3
     """Most spot preemptions a job recovers from before it fails."""
 
+    quote_timeout_seconds: int = 10
+    """Seconds one provider has to quote, per try; a slower provider is left out."""
+
     readiness_timeout_seconds: int = 900
     """Seconds an instance may stay PENDING before it is torn down and the next offer tried."""
 

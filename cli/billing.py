@@ -49,6 +49,19 @@ def add_billing_commands(commands: argparse._SubParsersAction) -> None:
     )
     balance.set_defaults(handler=_run_client_command(_balance))
 
+    quotes = commands.add_parser(
+        "quotes",
+        parents=[api],
+        help="print the offers a job with these resources would choose from, cheapest first"
+        " (scope jobs:read)",
+    )
+    quotes.add_argument("--gpu-type", metavar="TYPE", help="GPU model such as A100; none for CPU")
+    quotes.add_argument(
+        "--gpu-count", type=int, metavar="N", help="number of GPUs (default: 1 with a type, else 0)"
+    )
+    quotes.add_argument("--spot-ok", action="store_true", help="include spot (interruptible) offers")
+    quotes.set_defaults(handler=_run_client_command(_quotes))
+
     statement = commands.add_parser(
         "statement",
         parents=[api],
@@ -169,6 +182,24 @@ def _balance(client: Client, args: argparse.Namespace) -> None:
     print(f"tenant     {account['tenantId']}")
     for name, amount in amounts.items():
         print(f"{name:<9}  {amount:>{width}}")
+
+
+def _quotes(client: Client, args: argparse.Namespace) -> None:
+    result = client.quotes(gpu_type=args.gpu_type, gpu_count=args.gpu_count, spot_ok=args.spot_ok)
+    if args.json:
+        _print_json(result)
+        return
+    print(f"{'provider':<10} {'region':<12} {'instance':<16} {'gpus':>7} {'spot':<4} "
+          f"{'credits/h':>12} {'start s':>7}")
+    for offer in result["offers"]:
+        gpus = f"{offer['gpuCount']}x{offer['gpuType']}" if offer["gpuType"] else "cpu"
+        print(
+            f"{offer['provider']:<10} {offer['region']:<12} {offer['instanceType']:<16} "
+            f"{gpus:>7} {'yes' if offer['spot'] else 'no':<4} {offer['pricePerHour']:>12} "
+            f"{offer['startSeconds']:>7}"
+        )
+    if result["failedProviders"]:
+        print(f"no answer from: {', '.join(result['failedProviders'])}")
 
 
 def _statement(client: Client, args: argparse.Namespace) -> None:

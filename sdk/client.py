@@ -160,6 +160,22 @@ class Client:
         """
         return self._request("GET", "/v1/account")
 
+    def quotes(
+        self, gpu_type: str | None = None, gpu_count: int | None = None, spot_ok: bool = False
+    ) -> dict[str, Any]:
+        """Return the offers a job with these resources would choose from, cheapest first:
+        `{"offers": [...], "failedProviders": [...]}`. Needs the `jobs:read` scope.
+
+        Raises:
+            ApiError: the request failed.
+        """
+        params: dict[str, Any] = {"spotOk": "true" if spot_ok else "false"}
+        if gpu_type is not None:
+            params["gpuType"] = gpu_type
+        if gpu_count is not None:
+            params["gpuCount"] = gpu_count
+        return self._request("GET", "/v1/quotes", params=params)
+
     def statement(self, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
         """Return one page of the tenant's transactions, newest first.
 

@@ -16,6 +16,7 @@ from worker.client import connect_temporal
 from worker.schedules import ensure_schedules
 from workflows.job import JobWorkflow
 from workflows.maintenance import ExpireGrantsWorkflow, OrphanSweepWorkflow
+from workflows.quotes import QuotesWorkflow
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +28,9 @@ def build_worker(
     maintenance: MaintenanceActivities | None = None,
     sweep: SweepActivities | None = None,
 ) -> Worker:
-    """Build a worker for the job workflow, and for each upkeep workflow whose activities are
-    given, on the configured task queue."""
-    workflows: list[type] = [JobWorkflow]
+    """Build a worker for the job and quotes workflows, and for each upkeep workflow whose
+    activities are given, on the configured task queue."""
+    workflows: list[type] = [JobWorkflow, QuotesWorkflow]
     activity_methods = activities.all()
     if maintenance is not None:
         workflows.append(ExpireGrantsWorkflow)

@@ -28,10 +28,10 @@ with workflow.unsafe.imports_passed_through():
         JobConfig,
         JobConfigInput,
         ProvisionInput,
-        QuoteInput,
         SettleInput,
     )
     from providers.base import InstanceState, Offer, ProvisionRequest, QuoteRequest
+    from workflows.quoting import collect_offers
     from workflows.selection import Constraints, Policy, rank_offers
     from workflows.types import (
         FINAL_JOB_STATUSES,
@@ -43,9 +43,7 @@ with workflow.unsafe.imports_passed_through():
         Segment,
     )
 
-QUOTE_TIMEOUT = timedelta(seconds=10)
-# A provider that cannot quote within two tries is left out rather than delaying the job.
-QUOTE_RETRY = RetryPolicy(maximum_attempts=2)
+CONFIG_TIMEOUT = timedelta(seconds=10)
 
 PROVISION_TIMEOUT = timedelta(minutes=2)
 # Transient launch errors get a few tries at one offer; after that the next offer is tried.
@@ -117,11 +115,11 @@ class JobWorkflow:
         config = await workflow.execute_activity_method(
             JobActivities.load_job_config,
             JobConfigInput(),
-            start_to_close_timeout=QUOTE_TIMEOUT,
+            start_to_close_timeout=CONFIG_TIMEOUT,
         )
         self._set_status(JobStatus.QUEUED)
 
-        offers = await self._collect_offers(config.providers)
+        offers = await self._collect_offers(config)
         ranking = rank_offers(
             offers, self._constraints(self._input.max_budget_micros), self._policy()
         )
@@ -179,31 +177,15 @@ class JobWorkflow:
             if not await self._provision(ranking.offers, config.max_attempts):
                 return
 
-    async def _collect_offers(self, providers: list[str]) -> list[Offer]:
+    async def _collect_offers(self, config: JobConfig) -> list[Offer]:
         request = QuoteRequest(
             gpu_type=self._input.gpu_type,
             gpu_count=self._input.gpu_count,
             spot_ok=self._input.spot_ok,
         )
-        calls = [
-            workflow.execute_activity_method(
-                JobActivities.get_quotes,
-                QuoteInput(provider=name, request=request),
-                start_to_close_timeout=QUOTE_TIMEOUT,
-                retry_policy=QUOTE_RETRY,
-            )
-            for name in providers
-        ]
-        results = await asyncio.gather(*calls, return_exceptions=True)
-
-        offers: list[Offer] = []
-        for name, result in zip(providers, results):
-            if isinstance(result, BaseException):
-                if isinstance(result, asyncio.CancelledError):
-                    raise result
-                workflow.logger.warning("provider %s gave no quote: %s", name, _describe(result))
-                continue
-            offers.extend(result.offers)
+        offers, _ = await collect_offers(
+            config.providers, request, timedelta(seconds=config.quote_timeout_seconds)
+        )
         return offers
 
     def _constraints(self, budget_micros: int) -> Constraints:

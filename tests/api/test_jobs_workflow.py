@@ -306,3 +306,25 @@ async def test_terminated_workflow_reads_as_failed(client, time_env, tenant):
     assert job["cost"] is None
     assert job["submittedAt"] is not None
     assert job["finishedAt"] is not None
+
+
+async def test_quotes_list_offers_cheapest_first(client, tenant):
+    response = await client.get(
+        "/v1/quotes", params={"gpuType": "A100", "gpuCount": 2}, headers=bearer(tenant, "jobs:read")
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["failedProviders"] == []
+    (offer,) = body["offers"]
+    assert offer["provider"] == "fake"
+    assert offer["gpuType"] == "A100"
+    assert offer["gpuCount"] == 2
+    assert offer["spot"] is False
+    assert offer["pricePerHour"] == "5.000000"
+
+
+async def test_quotes_need_jobs_read(client, tenant):
+    response = await client.get("/v1/quotes", headers=bearer(tenant, "billing:read"))
+
+    assert response.status_code == 403
