@@ -13,7 +13,7 @@ class ReliabilityTracker:
     provider with no history starts at 0.5 and one failure does not condemn it.
 
     NOTE: outcomes live in this worker's memory only, so a restarted worker starts over and
-    several workers each learn their own estimate; a table in the ledger database would share
+    several workers each learn their own estimate. A table in the ledger database would share
     them.
     """
 

@@ -35,7 +35,7 @@ class SweptInstance:
     instance_id: str
     job_id: str
     reason: str
-    """Why the instance was an orphan, such as "job workflow is COMPLETED"."""
+    """Reason the instance was an orphan, such as "job workflow is COMPLETED"."""
 
 
 @dataclass
@@ -92,8 +92,8 @@ class SweepActivities:
         """Return why the instance is an orphan, or None when its job is still running.
 
         NOTE: an instance of a running job is left alone even when it is not the job's
-        current instance (a launch that timed out and was retried under a new token); the
-        job's own teardown does not know it either.
+        current instance, such as a launch that timed out and was retried under a new token.
+        The job's own teardown does not know that instance either.
         """
         if not instance.job_id:
             return "the instance names no job"

@@ -10,7 +10,7 @@ payload over 2 MB is rejected and one of 256 KB already draws a warning."""
 
 
 class BodySizeLimit:
-    """ASGI middleware that answers 413 to a body over `max_bytes`, declared or streamed."""
+    """ASGI middleware that returns 413 for a body over `max_bytes`, declared or streamed."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app

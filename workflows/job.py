@@ -58,7 +58,7 @@ UNTIL_DONE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
 
 
 class _InstanceEnd(Enum):
-    """Why monitoring of one instance stopped."""
+    """Reason that monitoring of one instance stopped."""
 
     JOB_DONE = "job done"
     """The job reached a final status (or is about to, after teardown)."""

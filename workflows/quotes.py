@@ -20,11 +20,11 @@ CONFIG_TIMEOUT = timedelta(seconds=10)
 
 @dataclass
 class QuotesResult:
-    """Offers from every provider that answered, cheapest first."""
+    """Offers from every provider that responded, cheapest first."""
 
     offers: list[Offer] = field(default_factory=list)
     failed_providers: list[str] = field(default_factory=list)
-    """Providers that failed or did not answer in time, left out of `offers`."""
+    """Providers that failed or did not respond in time, left out of `offers`."""
 
 
 @workflow.defn

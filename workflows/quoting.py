@@ -21,7 +21,7 @@ async def collect_offers(
 ) -> tuple[list[Offer], list[str]]:
     """Ask every provider for offers in parallel, each under `timeout` per try.
 
-    Returns the offers of the providers that answered and the names of those that failed or
+    Returns the offers of the providers that responded and the names of those that failed or
     timed out, which are logged and left out.
     """
     calls = [

@@ -17,7 +17,7 @@ from workflows.quotes import QuotesResult, QuotesWorkflow
 router = APIRouter(prefix="/v1/quotes", tags=["quotes"])
 
 QUOTES_TIMEOUT = timedelta(seconds=60)
-"""Longest a quote request may take; each provider has its own, shorter timeout."""
+"""Maximum time a quote request may take. Each provider has its own, shorter timeout."""
 
 
 class OfferView(CamelModel):
@@ -38,7 +38,7 @@ class QuotesView(CamelModel):
 
     offers: list[OfferView] = Field(description="Offers, cheapest first.")
     failed_providers: list[str] = Field(
-        description="Providers that failed or did not answer in time."
+        description="Providers that failed or did not respond in time."
     )
 
 
@@ -51,7 +51,9 @@ async def get_quotes(
     spot_ok: Annotated[bool, Query(alias="spotOk")] = False,
 ) -> QuotesView:
     """Ask every enabled provider for offers and return them cheapest first."""
-    count = gpu_count if gpu_count is not None else (1 if gpu_type else 0)
+    count = gpu_count
+    if count is None:
+        count = 1 if gpu_type else 0
     if gpu_type and count == 0:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, "gpuCount must be at least 1 when gpuType is set"
