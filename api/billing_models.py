@@ -8,10 +8,17 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
 
-from api.credits import Credits, parse_credits
+from api.credits import Credits, format_credits, parse_credits
 from api.models import CamelModel
+from ledger.posting import PostedTransaction
 
 MAX_REASON_LENGTH = 1000
 """Maximum length of the reason of a grant or a refund, in characters."""
@@ -153,3 +160,20 @@ class PostedTransactionView(CamelModel):
     replayed: bool = Field(
         description="True when the key was posted before and this is that transaction."
     )
+
+    @classmethod
+    def from_posted(
+        cls, posted: PostedTransaction, *, reason: str, expires_at: datetime | None = None
+    ) -> "PostedTransactionView":
+        """Build the response body from a transaction that the ledger posted or replayed."""
+        return cls(
+            transaction_id=posted.transaction_id,
+            tenant_id=posted.tenant_id,
+            type=posted.kind,
+            job_id=posted.job_id,
+            amount=format_credits(posted.amount_micros),
+            reason=reason,
+            expires_at=expires_at,
+            key=posted.key,
+            replayed=posted.replayed,
+        )

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ProvisionInput,
         SettleInput,
     )
+    from ledger.money import micros_to_credits
     from providers.base import InstanceState, Offer, ProvisionRequest, QuoteRequest
     from workflows.quoting import collect_offers
     from workflows.selection import Constraints, Policy, rank_offers
@@ -169,7 +170,7 @@ class JobWorkflow:
                 self._finish(
                     JobStatus.FAILED,
                     f"{what} and no other offer fits the remaining budget of "
-                    f"{format_credits(remaining)} credits ({ranking.reason})",
+                    f"{micros_to_credits(remaining)} credits ({ranking.reason})",
                 )
                 return
             self._state.selection_reason = ranking.reason
@@ -211,7 +212,7 @@ class JobWorkflow:
         wanted = self._input.gpu_type or "a CPU-only instance"
         if not offers:
             return f"no enabled provider offered {wanted}"
-        budget = format_credits(self._input.max_budget_micros)
+        budget = micros_to_credits(self._input.max_budget_micros)
         return (
             f"no offer for {wanted} fits the job's limits (maximum budget {budget} credits): "
             f"{ranking_reason}"
@@ -354,7 +355,7 @@ class JobWorkflow:
                 return _InstanceEnd.JOB_DONE
 
             if self._state.cost_micros >= self._state.held_micros:
-                budget = format_credits(self._state.held_micros)
+                budget = micros_to_credits(self._state.held_micros)
                 self._finish(
                     JobStatus.FAILED,
                     f"budget exhausted: the accrued cost reached the maximum budget of {budget} credits",
@@ -465,10 +466,6 @@ class JobWorkflow:
         if reason:
             workflow.logger.info("job %s ended %s: %s", self._input.job_id, status.value, reason)
 
-
-def format_credits(micros: int) -> str:
-    """Format micro-credits as an exact decimal number of credits, such as "5.000000"."""
-    return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
 
 
 def _error_type(error: ActivityError) -> str | None:

@@ -8,9 +8,8 @@ never depends on the order in which the quotes arrived.
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from ledger.metering import billing_rule_for
 from providers.base import Offer
-
-SECONDS_PER_HOUR = 3600
 
 MINIMUM_AFFORDABLE_SECONDS = 60
 """An offer is dropped when the budget cannot pay for this many seconds of it."""
@@ -72,10 +71,11 @@ class Ranking:
 
 
 def affordable(offer: Offer, budget_micros: int) -> bool:
-    """Return whether the budget pays for the offer's minimum billed time, and at least a minute."""
-    seconds = max(offer.minimum_billed_seconds, MINIMUM_AFFORDABLE_SECONDS)
-    # Ceiling division in integers: the cost of `seconds` at the hourly price.
-    cost = -(-offer.price_per_hour_micros * seconds // SECONDS_PER_HOUR)
+    """Return whether the budget pays for a minute of the offer under its provider's billing rule."""
+    rule = billing_rule_for(offer.provider, minimum_billed_seconds=offer.minimum_billed_seconds)
+    cost = rule.cost_micros(
+        price_per_hour_micros=offer.price_per_hour_micros, seconds=MINIMUM_AFFORDABLE_SECONDS
+    )
     return cost <= budget_micros
 
 

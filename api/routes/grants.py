@@ -7,7 +7,6 @@ from fastapi import APIRouter, Depends, Path, Response, status
 
 from api.auth import BILLING_ADMIN
 from api.billing_models import GrantRequest, PostedTransactionView
-from api.credits import format_credits
 from api.deps import LedgerEngineDep, require_scope
 from api.errors import field_error
 from api.json_route import DecimalJSONRoute
@@ -90,14 +89,6 @@ def create_grant(
         key,
         body.expires_at.isoformat() if body.expires_at else "never",
     )
-    return PostedTransactionView(
-        transaction_id=posted.transaction_id,
-        tenant_id=posted.tenant_id,
-        type=posted.kind,
-        job_id=posted.job_id,
-        amount=format_credits(posted.amount_micros),
-        reason=body.reason,
-        expires_at=body.expires_at,
-        key=posted.key,
-        replayed=posted.replayed,
+    return PostedTransactionView.from_posted(
+        posted, reason=body.reason, expires_at=body.expires_at
     )

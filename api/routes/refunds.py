@@ -95,16 +95,7 @@ def create_refund(
         hold.tenant_id,
         key,
     )
-    return PostedTransactionView(
-        transaction_id=posted.transaction_id,
-        tenant_id=posted.tenant_id,
-        type=posted.kind,
-        job_id=posted.job_id,
-        amount=format_credits(posted.amount_micros),
-        reason=body.reason,
-        key=posted.key,
-        replayed=posted.replayed,
-    )
+    return PostedTransactionView.from_posted(posted, reason=body.reason)
 
 
 def _refund_rest(
