@@ -1,8 +1,8 @@
 """The side effects that `JobWorkflow` requests: quotes, budget, instances and settlement.
 
 Every activity here is safe to run more than once. Ledger transactions carry keys derived from
-the job id and the step; provisioning carries a client token derived from the job id and the
-attempt; status checks only read; terminating a terminated instance succeeds.
+the job id and the step. Provisioning carries a client token derived from the job id and the
+attempt. Status checks only read, and terminating a terminated instance succeeds.
 
 Errors are classified where they enter: provider and ledger rejections become non-retryable
 `ApplicationError`s whose `type` the workflow matches on; everything else is left to Temporal's

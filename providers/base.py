@@ -12,9 +12,9 @@ attempt number, and a second call with the same token returns the instance that 
 created instead of creating another. `terminate` on an instance that is already gone returns
 its final status again.
 
-Money is in integer micro-credits (1 credit = 1,000,000 micro-credits). Times that a simulated
-provider needs are passed in as `now`, seconds since the epoch on the caller's clock, so that a
-workflow can drive a simulation on its own deterministic clock; real providers ignore it.
+Money is in integer micro-credits (1 credit = 1,000,000 micro-credits). A simulated
+provider reads the time from `now`, seconds since the epoch on the caller's clock, so that a
+workflow can drive the simulation on its own deterministic clock. Real providers ignore it.
 """
 
 from dataclasses import dataclass, field
@@ -40,7 +40,7 @@ class PermanentProviderError(ProviderError):
 
 @dataclass
 class QuoteRequest:
-    """What a job needs, as a provider sees it when quoting."""
+    """Resources a job requests, as passed to a provider for quoting."""
 
     gpu_type: str | None = None
     """GPU model name such as "A100"; None for a job that needs no GPU."""
@@ -114,7 +114,7 @@ class ProvisionRequest:
 
 
 class InstanceState(StrEnum):
-    """Lifecycle of a provider instance as the system sees it."""
+    """Lifecycle state of a provider instance, in the system's own terms."""
 
     PENDING = "PENDING"
     """Launched and not yet running the command."""
@@ -142,7 +142,7 @@ FINAL_INSTANCE_STATES = frozenset(
 
 @dataclass
 class InstanceStatus:
-    """What a provider reports about one instance."""
+    """Status report of a provider about one instance."""
 
     instance_id: str
     """Provider's id of the instance."""

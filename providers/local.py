@@ -511,7 +511,7 @@ INHERITED_VARIABLES = frozenset(
     {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TERM", "TMPDIR", "TZ", "PYTHONPATH",
      "VIRTUAL_ENV"}
 )
-"""Variables of the worker's environment that a job's command sees, besides `LC_*`.
+"""Variables of the worker's environment that a job's command receives, besides `LC_*`.
 
 Everything else stays out, because the worker's environment holds secrets (the JWT secret,
 the database URL, cloud credentials) that a job's command must not read."""

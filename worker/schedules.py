@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 
 EXPIRE_GRANTS_SCHEDULE_ID = "expire-grants"
 EXPIRE_GRANTS_INTERVAL = timedelta(minutes=5)
-"""How often expired grants leave available balances; an expired grant stops funding holds at
-once, so this interval only delays the expire transaction, never lets expired credits be spent."""
+"""Interval between two expiry passes. Holds stop drawing on an expired grant at once, so the
+interval only delays the expire transaction and never lets expired credits be spent."""
 
 
 ORPHAN_SWEEP_SCHEDULE_ID = "orphan-sweep"

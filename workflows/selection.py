@@ -16,7 +16,7 @@ MINIMUM_AFFORDABLE_SECONDS = 60
 
 
 class Policy(StrEnum):
-    """How the offers that fit a job are ordered."""
+    """Ordering rule for the offers that fit a job."""
 
     BALANCED = "balanced"
     """Lowest weighted score of price, start time and provisioning failure rate."""
@@ -44,7 +44,7 @@ class BalancedWeights:
 
 @dataclass
 class Constraints:
-    """What a job allows, beyond its GPU type and count."""
+    """Limits a job sets on offers, beyond its GPU type and count."""
 
     budget_micros: int
     """Micro-credits the job may spend."""
@@ -67,7 +67,7 @@ class Ranking:
     """Eligible offers, best first; empty when none is eligible."""
 
     reason: str
-    """Why the first offer won, or why no offer is eligible; readable by a person."""
+    """Reason the first offer won, or the reason no offer is eligible, for people to read."""
 
 
 def affordable(offer: Offer, budget_micros: int) -> bool:

@@ -118,7 +118,7 @@ class JobState:
     """Offers that fit the job, best first by the selection policy."""
 
     selection_reason: str = ""
-    """Why the first offer won, or why no offer fits."""
+    """Reason the first offer won, or the reason no offer fits."""
 
     segments: list[Segment] = field(default_factory=list)
     """Billed usage of every instance the job ran on, in order; one per preemption plus one."""

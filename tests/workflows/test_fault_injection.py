@@ -72,7 +72,7 @@ class FlakyProvider:
 
 @pytest.fixture
 def own_ledger():
-    """A ledger database of this test's own, so that verifying it sees no other test's rows."""
+    """A ledger database of this test's own, so that verifying it reads no other test's rows."""
     with fresh_pg_database() as url:
         ledger.upgrade(url)
         engine = ledger.create_ledger_engine(url)

@@ -39,6 +39,6 @@ async def test_silent_provider_left_out_after_timeout(time_env, ledger_engine):
 
     assert [offer.provider for offer in result.offers] == ["cheap", "dear"]
     assert sorted(result.failed_providers) == ["broken", "silent"]
-    # The silent provider would answer after 60 s; the quotes came back without waiting for
+    # The silent provider would respond after 60 s; the quotes came back without waiting for
     # it, after its two one-second tries.
     assert elapsed < 30
