@@ -40,6 +40,8 @@ from activities.types import (
 )
 from ledger.metering import billing_rule_for, capped_capture
 from providers.base import (
+    InstanceNotFound,
+    InstanceState,
     InstanceStatus,
     OutOfCapacity,
     PermanentProviderError,
@@ -47,6 +49,13 @@ from providers.base import (
 )
 
 logger = logging.getLogger(__name__)
+
+TERMINATE_NOT_FOUND_ATTEMPTS = 5
+"""Tries of `terminate_instance` that see the instance unlisted before it is taken as gone.
+
+Some providers list an instance only seconds after launching it (EC2 answers
+InvalidInstanceID.NotFound meanwhile), so the first unlisted reads are retried. With the
+workflow's retry policy, five tries span about 15 seconds."""
 
 
 class JobActivities:
@@ -144,8 +153,24 @@ class JobActivities:
 
     @activity.defn
     async def check_instance(self, input: InstanceInput) -> InstanceReport:
-        """Read an instance's state and price its usage so far at the offer's rate."""
-        status = await self._provider(input.offer.provider).status(input.instance_id, input.now)
+        """Read an instance's state and price its usage so far at the offer's rate.
+
+        An instance that the provider does not list is reported PENDING with `listed` False,
+        so the workflow applies its readiness deadline to it.
+        """
+        try:
+            status = await self._provider(input.offer.provider).status(
+                input.instance_id, input.now
+            )
+        except InstanceNotFound as error:
+            activity.logger.warning("instance %s is not listed: %s", input.instance_id, error)
+            unlisted = InstanceStatus(
+                input.instance_id,
+                InstanceState.PENDING,
+                billable_seconds=input.last_billable_seconds,
+                message=str(error),
+            )
+            return _report(input, unlisted, listed=False)
         return _report(input, status)
 
     @activity.defn
@@ -155,7 +180,35 @@ class JobActivities:
         The provider raises TransientProviderError until it confirms the instance is gone, so
         Temporal retries this activity until then.
         """
-        status = await self._provider(input.offer.provider).terminate(input.instance_id, input.now)
+        try:
+            status = await self._provider(input.offer.provider).terminate(
+                input.instance_id, input.now
+            )
+        except InstanceNotFound as error:
+            attempt = activity.info().attempt
+            if attempt < TERMINATE_NOT_FOUND_ATTEMPTS:
+                raise ApplicationError(
+                    f"instance {input.instance_id} is not listed yet (try {attempt} of"
+                    f" {TERMINATE_NOT_FOUND_ATTEMPTS}): {error}"
+                ) from error
+            # NOTE: an instance that is listed only after this point keeps running until the
+            # orphan sweep finds it by its tag.
+            activity.logger.warning(
+                "instance %s on %s is still not listed after %d tries; taking it as gone and"
+                " billing the %d seconds last read",
+                input.instance_id,
+                input.offer.provider,
+                attempt,
+                input.last_billable_seconds,
+            )
+            gone = InstanceStatus(
+                input.instance_id,
+                InstanceState.TERMINATED,
+                billable_seconds=input.last_billable_seconds,
+                message=f"the provider does not list the instance: {error}",
+            )
+            return _report(input, gone, listed=False)
+
         activity.logger.info(
             "terminated instance %s on %s after %d billable seconds",
             input.instance_id,
@@ -166,7 +219,16 @@ class JobActivities:
 
     @activity.defn
     async def settle_budget(self, input: SettleInput) -> SettleOutput:
-        """Capture the job's cost, capped at its hold, and release the rest of the hold."""
+        """Book the providers' charges, capture the job's cost, capped at its hold, and release
+        the rest of the hold."""
+        for charge in input.provider_charges:
+            try:
+                await asyncio.to_thread(ledger.record_provider_charge, self._engine, charge)
+            except ledger.LedgerError as error:
+                raise ApplicationError(
+                    str(error), type=LEDGER_REJECTED, non_retryable=True
+                ) from error
+
         split = capped_capture(input.cost_micros, input.held_micros)
         captured, released = split.capture_micros, split.release_micros
         if split.over_micros:
@@ -211,7 +273,7 @@ class JobActivities:
         ]
 
 
-def _report(input: InstanceInput, status: InstanceStatus) -> InstanceReport:
+def _report(input: InstanceInput, status: InstanceStatus, *, listed: bool = True) -> InstanceReport:
     rule = billing_rule_for(
         input.offer.provider, minimum_billed_seconds=input.offer.minimum_billed_seconds
     )
@@ -219,10 +281,19 @@ def _report(input: InstanceInput, status: InstanceStatus) -> InstanceReport:
         price_per_hour_micros=input.offer.price_per_hour_micros,
         seconds=status.billable_seconds,
     )
+    provider_cost = None
+    if status.price_per_hour_micros is not None:
+        provider_cost = rule.cost_micros(
+            price_per_hour_micros=status.price_per_hour_micros,
+            seconds=status.billable_seconds,
+        )
     return InstanceReport(
         state=status.state,
         billable_seconds=status.billable_seconds,
         cost_micros=cost,
         exit_code=status.exit_code,
         message=status.message,
+        listed=listed,
+        provider_price_per_hour_micros=status.price_per_hour_micros,
+        provider_cost_micros=provider_cost,
     )

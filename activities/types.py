@@ -5,6 +5,7 @@ They are recorded in workflow histories: add fields with defaults, never rename 
 
 from dataclasses import dataclass, field
 
+from ledger.provider_costs import ProviderCharge
 from providers.base import InstanceState, Offer, ProvisionRequest, QuoteRequest
 
 # ApplicationError types that activities raise for business rejections. The workflow matches on
@@ -104,6 +105,10 @@ class InstanceInput:
     now: float
     """Workflow clock in seconds since the epoch, for simulated providers."""
 
+    last_billable_seconds: int = 0
+    """Billable seconds of the last status read; what a teardown bills when the provider no
+    longer lists the instance."""
+
 
 @dataclass
 class InstanceReport:
@@ -112,8 +117,19 @@ class InstanceReport:
     state: InstanceState
     billable_seconds: int
     cost_micros: int
+    """Cost of the billable seconds at the offer's price: what the tenant pays."""
+
     exit_code: int | None = None
     message: str = ""
+    listed: bool = True
+    """False when the provider does not list the instance. A status check then reports it
+    PENDING, and a teardown reports it TERMINATED at the last billable seconds read."""
+
+    provider_price_per_hour_micros: int | None = None
+    """Price per hour that the provider reports charging; None when it reports none."""
+
+    provider_cost_micros: int | None = None
+    """Cost of the billable seconds at the provider's reported price; None without one."""
 
 
 @dataclass
@@ -124,6 +140,8 @@ class SettleInput:
     job_id: str
     held_micros: int
     cost_micros: int
+    provider_charges: list[ProviderCharge] = field(default_factory=list)
+    """What the providers charged for each segment, booked beside the capture."""
 
 
 @dataclass

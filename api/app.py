@@ -12,7 +12,7 @@ from temporalio.service import RPCError
 
 from api.errors import request_validation_error_handler, temporal_rpc_error_handler
 from api.limits import BodySizeLimit
-from api.routes import account, grants, jobs, quotes, refunds
+from api.routes import account, grants, jobs, quotes, refunds, variance
 from config import Settings, get_settings
 from ledger.db import create_ledger_engine
 from worker.client import connect_temporal
@@ -75,6 +75,7 @@ def create_app(
     app.include_router(grants.router)
     app.include_router(refunds.router)
     app.include_router(quotes.router)
+    app.include_router(variance.router)
     return app
 
 

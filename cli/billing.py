@@ -30,8 +30,8 @@ class UsageError(Exception):
     """An argument or the environment is invalid. The message names which and how to fix it."""
 
 
-def add_billing_commands(commands: argparse._SubParsersAction) -> None:
-    """Add the billing commands to the `cac` parser's subcommands."""
+def api_arguments() -> argparse.ArgumentParser:
+    """Return a parent parser with the options of every command that calls the API."""
     api = argparse.ArgumentParser(add_help=False)
     api.add_argument(
         "--api-url",
@@ -40,6 +40,12 @@ def add_billing_commands(commands: argparse._SubParsersAction) -> None:
     )
     api.add_argument("--token", help="bearer token (default: CAC_TOKEN); mint one with `cac token`")
     api.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
+    return api
+
+
+def add_billing_commands(commands: argparse._SubParsersAction) -> None:
+    """Add the billing commands to the `cac` parser's subcommands."""
+    api = api_arguments()
 
     balance = commands.add_parser(
         "balance",
@@ -47,7 +53,7 @@ def add_billing_commands(commands: argparse._SubParsersAction) -> None:
         help="print the available, held and spent credits of the token's tenant"
         " (scope billing:read)",
     )
-    balance.set_defaults(handler=_run_client_command(_balance))
+    balance.set_defaults(handler=run_client_command(_balance))
 
     quotes = commands.add_parser(
         "quotes",
@@ -60,7 +66,7 @@ def add_billing_commands(commands: argparse._SubParsersAction) -> None:
         "--gpu-count", type=int, metavar="N", help="number of GPUs (default: 1 with a type, else 0)"
     )
     quotes.add_argument("--spot-ok", action="store_true", help="include spot (interruptible) offers")
-    quotes.set_defaults(handler=_run_client_command(_quotes))
+    quotes.set_defaults(handler=run_client_command(_quotes))
 
     statement = commands.add_parser(
         "statement",
@@ -80,7 +86,7 @@ def add_billing_commands(commands: argparse._SubParsersAction) -> None:
     statement.add_argument(
         "--all", action="store_true", help="read every page, down to the oldest entry"
     )
-    statement.set_defaults(handler=_run_client_command(_statement))
+    statement.set_defaults(handler=run_client_command(_statement))
 
     grant = commands.add_parser(
         "grant", parents=[api], help="grant credits to a tenant (scope billing:admin)"
@@ -95,7 +101,7 @@ def add_billing_commands(commands: argparse._SubParsersAction) -> None:
         " (default: never)",
     )
     _add_key_argument(grant)
-    grant.set_defaults(handler=_run_client_command(_grant))
+    grant.set_defaults(handler=run_client_command(_grant))
 
     refund = commands.add_parser(
         "refund",
@@ -106,7 +112,7 @@ def add_billing_commands(commands: argparse._SubParsersAction) -> None:
     refund.add_argument("--amount", help="credits to refund (default: all that is left to refund)")
     refund.add_argument("--reason", required=True, help="why; the tenant's statement shows it")
     _add_key_argument(refund)
-    refund.set_defaults(handler=_run_client_command(_refund))
+    refund.set_defaults(handler=run_client_command(_refund))
 
 
 def _add_key_argument(parser: argparse.ArgumentParser) -> None:
@@ -117,7 +123,7 @@ def _add_key_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _run_client_command(
+def run_client_command(
     command: Callable[[Client, argparse.Namespace], None],
 ) -> Callable[[argparse.Namespace, Settings], int]:
     """Wrap `command` with the API client and the error handling that every command shares.
@@ -175,7 +181,7 @@ def describe_api_error(error: ApiError) -> str:
 def _balance(client: Client, args: argparse.Namespace) -> None:
     account = client.balance()
     if args.json:
-        _print_json(account)
+        print_json(account)
         return
     amounts = {name: account[name] for name in ("available", "held", "spent")}
     width = max(len(amount) for amount in amounts.values())
@@ -187,7 +193,7 @@ def _balance(client: Client, args: argparse.Namespace) -> None:
 def _quotes(client: Client, args: argparse.Namespace) -> None:
     result = client.quotes(gpu_type=args.gpu_type, gpu_count=args.gpu_count, spot_ok=args.spot_ok)
     if args.json:
-        _print_json(result)
+        print_json(result)
         return
     print(f"{'provider':<10} {'region':<12} {'instance':<16} {'gpus':>7} {'spot':<4} "
           f"{'credits/h':>12} {'start s':>7}")
@@ -216,7 +222,7 @@ def _statement(client: Client, args: argparse.Namespace) -> None:
             break
 
     if args.json:
-        _print_json({"entries": entries, "nextCursor": cursor})
+        print_json({"entries": entries, "nextCursor": cursor})
         return
     if not entries:
         print("no transactions")
@@ -224,7 +230,7 @@ def _statement(client: Client, args: argparse.Namespace) -> None:
 
     header = ["ID", "CREATED (UTC)", "TYPE", "JOB", "AMOUNT", "HELD", "BALANCE", "REASON"]
     rows = [header] + [_statement_row(entry) for entry in entries]
-    _print_table(rows, right_aligned={0, 4, 5, 6})
+    print_table(rows, right_aligned={0, 4, 5, 6})
     if cursor is not None:
         print(f"\nOlder entries: run again with --cursor {cursor}, or with --all.")
 
@@ -249,7 +255,7 @@ def _grant(client: Client, args: argparse.Namespace) -> None:
         args.tenant, args.amount, args.reason, idempotency_key=key, expires_at=args.expires_at
     )
     if args.json:
-        _print_json(posted)
+        print_json(posted)
         return
     expiry = f", expiring {posted['expiresAt']}" if posted.get("expiresAt") else ""
     action = "already granted" if posted["replayed"] else "granted"
@@ -265,7 +271,7 @@ def _refund(client: Client, args: argparse.Namespace) -> None:
     key = args.key or f"cli-refund-{uuid.uuid4().hex}"
     posted = client.refund(args.job_id, args.reason, idempotency_key=key, amount=args.amount)
     if args.json:
-        _print_json(posted)
+        print_json(posted)
         return
     action = "already refunded" if posted["replayed"] else "refunded"
     print(
@@ -284,11 +290,11 @@ def _check_amount(amount: str, name: str) -> None:
         raise UsageError(f"{name} must be a finite number, got {amount!r}")
 
 
-def _print_json(value: object) -> None:
+def print_json(value: object) -> None:
     print(json.dumps(value, indent=2))
 
 
-def _print_table(rows: Sequence[Sequence[str]], *, right_aligned: set[int]) -> None:
+def print_table(rows: Sequence[Sequence[str]], *, right_aligned: set[int]) -> None:
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         cells = [

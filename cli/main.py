@@ -17,6 +17,7 @@ from api.auth import BILLING_READ, JOBS_READ, JOBS_WRITE, mint_token
 from cli.billing import add_billing_commands
 from cli.dev import DevError, DevOptions, run_dev
 from cli.ledger_verify import add_ledger_commands
+from cli.ops import add_ops_commands
 from config import Settings
 from config.logging import configure_logging
 from worker.main import run_worker
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     # settings.
     add_billing_commands(commands)
     add_ledger_commands(commands)
+    add_ops_commands(commands)
     return parser
 
 

@@ -2,6 +2,7 @@
 
 Tenants get credits by grant, jobs hold their budget, and settlement captures the cost and
 releases the rest; a refund gives captured credits back, and granted credits can expire.
+What providers charge for each job is booked beside it (`record_provider_charge`).
 Create the schema with `ledger.schema.upgrade` and an engine with `create_ledger_engine`,
 then call the operations below; each is one database transaction and idempotent by its key.
 `verify_ledger` audits the whole ledger.
@@ -45,6 +46,13 @@ from ledger.operations import (
     refund,
     release,
 )
+from ledger.provider_costs import (
+    JobVariance,
+    ProviderCharge,
+    RecordedCharge,
+    record_provider_charge,
+    variance_report,
+)
 from ledger.schema import upgrade
 from ledger.statements import StatementEntry, StatementPage, get_statement
 from ledger.verify import VerifyReport, verify_ledger
@@ -59,10 +67,13 @@ __all__ = [
     "IdempotencyConflict",
     "InsufficientFunds",
     "InvalidAmount",
+    "JobVariance",
     "LedgerError",
     "Operation",
     "PlatformBalances",
     "PostedTransaction",
+    "ProviderCharge",
+    "RecordedCharge",
     "RefundExceeded",
     "StatementEntry",
     "StatementPage",
@@ -83,9 +94,11 @@ __all__ = [
     "hold",
     "micros_to_credits",
     "post_batch",
+    "record_provider_charge",
     "refund",
     "release",
     "segment_cost_micros",
     "upgrade",
+    "variance_report",
     "verify_ledger",
 ]

@@ -40,6 +40,13 @@ neither of which may go negative. The platform's own accounts belong to the rese
 total granted; `revenue`, which collects captured costs and pays refunds; and `expired`, which
 collects the credits of expired grants. All balances together sum to zero.
 
+What providers charge the platform is booked apart from what tenants pay. A `provider_charge`
+transaction of the platform tenant moves a job segment's provider cost from the platform's
+`provider_cost/<provider>` account, which goes negative by the total cost like `funding`, to
+its `provider_payable/<provider>` account, the amount owed to that provider. Each one has a row
+in `provider_charges`, which keeps the quoted figures beside the charged ones for the variance
+report (`ledger.provider_costs`).
+
 A lot is one portion of a tenant's available credits with its own expiry: each grant and each
 refund creates one. `ledger.expiry` explains how holds draw on lots and how lots expire.
 """
@@ -58,8 +65,19 @@ EXPIRED = "expired"
 TENANT_ACCOUNTS = (AVAILABLE, HELD)
 PLATFORM_ACCOUNTS = (FUNDING, REVENUE, EXPIRED)
 
+PROVIDER_COST_PREFIX = "provider_cost/"
+"""Prefix of the platform's per-provider cost accounts, followed by the provider's name."""
+
+PROVIDER_PAYABLE_PREFIX = "provider_payable/"
+"""Prefix of the platform's per-provider payable accounts, followed by the provider's name."""
+
 ACCOUNTS_ALLOWING_NEGATIVE = frozenset({FUNDING})
-"""Account names whose balance may go below zero."""
+"""Account names whose balance may go below zero; so do the `provider_cost/` accounts."""
+
+
+def allows_negative(name: str) -> bool:
+    """Return whether an account of this name may have a negative balance."""
+    return name in ACCOUNTS_ALLOWING_NEGATIVE or name.startswith(PROVIDER_COST_PREFIX)
 
 GRANT = "grant"
 HOLD = "hold"
@@ -67,8 +85,9 @@ CAPTURE = "capture"
 RELEASE = "release"
 REFUND = "refund"
 EXPIRE = "expire"
+PROVIDER_CHARGE = "provider_charge"
 
-TRANSACTION_KINDS = (GRANT, HOLD, CAPTURE, RELEASE, REFUND, EXPIRE)
+TRANSACTION_KINDS = (GRANT, HOLD, CAPTURE, RELEASE, REFUND, EXPIRE, PROVIDER_CHARGE)
 
 # SQLite assigns ids automatically only to a column declared exactly INTEGER PRIMARY KEY.
 ID_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -113,7 +132,8 @@ transactions = sa.Table(
     sa.Index(None, "tenant_id", "id"),
     sa.CheckConstraint("amount > 0", name="amount_positive"),
     sa.CheckConstraint(
-        "kind IN ('grant', 'hold', 'capture', 'release', 'refund', 'expire')", name="kind_known"
+        "kind IN ('grant', 'hold', 'capture', 'release', 'refund', 'expire', 'provider_charge')",
+        name="kind_known",
     ),
     sa.CheckConstraint("kind IN ('grant', 'expire') OR job_id IS NOT NULL", name="job_id_present"),
 )
@@ -199,3 +219,46 @@ hold_lots = sa.Table(
 )
 """The parts of a hold: how much it drew from each lot, and how much of that it captured or
 released. A release returns each part's credits to the lot they came from."""
+
+provider_charges = sa.Table(
+    "provider_charges",
+    metadata,
+    sa.Column("job_id", sa.Text(), primary_key=True),
+    sa.Column("attempt", sa.Integer(), primary_key=True),
+    sa.Column("tenant_id", sa.Text(), nullable=False),
+    sa.Column("provider", sa.Text(), nullable=False, index=True),
+    sa.Column("instance_id", sa.Text(), nullable=False),
+    sa.Column("billable_seconds", sa.BigInteger(), nullable=False),
+    sa.Column("quoted_price_per_hour", sa.BigInteger(), nullable=False),
+    sa.Column("charged_price_per_hour", sa.BigInteger(), nullable=False),
+    sa.Column("quoted_cost", sa.BigInteger(), nullable=False),
+    sa.Column("charged_cost", sa.BigInteger(), nullable=False),
+    sa.Column("reported", sa.Boolean(), nullable=False),
+    # The provider_charge transaction; NULL when the charged cost is zero, because a
+    # transaction moves a positive amount.
+    sa.Column(
+        "transaction_id",
+        sa.BigInteger(),
+        sa.ForeignKey("transactions.id"),
+        nullable=True,
+        unique=True,
+    ),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.CheckConstraint(
+        "billable_seconds >= 0 AND quoted_price_per_hour >= 0 AND charged_price_per_hour >= 0"
+        " AND quoted_cost >= 0 AND charged_cost >= 0",
+        name="amounts_not_negative",
+    ),
+    sa.CheckConstraint(
+        "(charged_cost = 0) = (transaction_id IS NULL)", name="transaction_iff_charged"
+    ),
+)
+"""What a provider charged for one segment of a job (one attempt's instance), in micro-credits.
+
+`quoted_*` is the offer the job was placed on, which is also what the tenant pays for the
+segment. `charged_*` is what the provider reports charging, or the quoted figures when the
+provider reports no price (`reported` is false then). The charged cost is booked by the
+`transaction_id` transaction.
+"""

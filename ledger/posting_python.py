@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from ledger.errors import IdempotencyConflict
 from ledger.models import (
-    ACCOUNTS_ALLOWING_NEGATIVE,
     AVAILABLE,
     CAPTURE,
     EXPIRE,
@@ -28,14 +28,19 @@ from ledger.models import (
     HELD,
     HOLD,
     PLATFORM_TENANT_ID,
+    PROVIDER_CHARGE,
+    PROVIDER_COST_PREFIX,
+    PROVIDER_PAYABLE_PREFIX,
     REFUND,
     RELEASE,
     REVENUE,
     accounts,
+    allows_negative,
     hold_lots,
     holds,
     lots,
     postings,
+    provider_charges,
     transactions,
 )
 from ledger.posting import Operation, Outcome
@@ -109,6 +114,69 @@ def expire_lot(connection: Connection, lot_id: int, now: datetime) -> Outcome:
         .values(remaining=0, expired=lots.c.expired + lot.remaining)
     )
     return _posted(transaction_id, EXPIRE, None, lot.remaining, reason)
+
+
+def record_provider_charge(connection: Connection, values: dict) -> tuple[int | None, bool]:
+    """Book what a provider charged for one job segment, once per (job, attempt).
+
+    Args:
+        connection: Connection inside an open transaction.
+        values: A row of `provider_charges` without `transaction_id` and `created_at`.
+
+    Returns:
+        The provider_charge transaction id (None when the charged cost is zero) and whether
+        the charge had been booked before with the same values.
+
+    Raises:
+        IdempotencyConflict: The segment was booked before with different values.
+    """
+    existing = connection.execute(
+        sa.select(provider_charges).where(
+            provider_charges.c.job_id == values["job_id"],
+            provider_charges.c.attempt == values["attempt"],
+        )
+    ).one_or_none()
+    if existing is not None:
+        for name, value in values.items():
+            if getattr(existing, name) != value:
+                raise IdempotencyConflict(
+                    tenant_id=PLATFORM_TENANT_ID,
+                    key=_provider_charge_key(values),
+                    field=name,
+                    posted=getattr(existing, name),
+                    requested=value,
+                )
+        return existing.transaction_id, True
+
+    amount = values["charged_cost"]
+    transaction_id = None
+    if amount > 0:
+        transaction_id = _insert_transaction(
+            connection,
+            tenant_id=PLATFORM_TENANT_ID,
+            key=_provider_charge_key(values),
+            kind=PROVIDER_CHARGE,
+            job_id=values["job_id"],
+            amount=amount,
+            reason=f"{values['provider']} instance {values['instance_id']}",
+        )
+        # Cost before payable: every charge locks the provider's two accounts in this order.
+        provider = values["provider"]
+        _transfer(
+            connection,
+            transaction_id,
+            _account_id(connection, PLATFORM_TENANT_ID, PROVIDER_COST_PREFIX + provider),
+            _account_id(connection, PLATFORM_TENANT_ID, PROVIDER_PAYABLE_PREFIX + provider),
+            amount,
+        )
+    connection.execute(
+        sa.insert(provider_charges).values(**values, transaction_id=transaction_id)
+    )
+    return transaction_id, False
+
+
+def _provider_charge_key(values: dict) -> str:
+    return f"{values['job_id']}/provider-charge/{values['attempt']}"
 
 
 def as_utc(value: datetime | None) -> datetime | None:
@@ -441,7 +509,7 @@ def _account_id(connection: Connection, tenant_id: str, name: str) -> int:
             tenant_id=tenant_id,
             name=name,
             balance=0,
-            allow_negative=name in ACCOUNTS_ALLOWING_NEGATIVE,
+            allow_negative=allows_negative(name),
         )
         .on_conflict_do_nothing(index_elements=[accounts.c.tenant_id, accounts.c.name])
     )

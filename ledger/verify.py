@@ -23,12 +23,16 @@ from ledger.models import (
     GRANT,
     HELD,
     PLATFORM_TENANT_ID,
+    PROVIDER_CHARGE,
+    PROVIDER_COST_PREFIX,
+    PROVIDER_PAYABLE_PREFIX,
     REVENUE,
     accounts,
     hold_lots,
     holds,
     lots,
     postings,
+    provider_charges,
     transactions,
 )
 
@@ -513,6 +517,79 @@ def _check_platform_accounts(connection: Connection) -> CheckResult:
     )
 
 
+def _check_provider_charges(connection: Connection) -> CheckResult:
+    balances = {
+        row.name: row.balance
+        for row in connection.execute(
+            sa.select(accounts.c.name, accounts.c.balance).where(
+                accounts.c.tenant_id == PLATFORM_TENANT_ID,
+                sa.or_(
+                    accounts.c.name.startswith(PROVIDER_COST_PREFIX),
+                    accounts.c.name.startswith(PROVIDER_PAYABLE_PREFIX),
+                ),
+            )
+        )
+    }
+    charged = dict(
+        connection.execute(
+            sa.select(provider_charges.c.provider, _sum(provider_charges.c.charged_cost)).group_by(
+                provider_charges.c.provider
+            )
+        ).all()
+    )
+    names = {name.split("/", 1)[1] for name in balances} | set(charged)
+    mismatches = []
+    for provider in sorted(names):
+        total = charged.get(provider, 0)
+        for prefix, expected in ((PROVIDER_COST_PREFIX, -total), (PROVIDER_PAYABLE_PREFIX, total)):
+            actual = balances.get(prefix + provider, 0)
+            if actual != expected:
+                mismatches.append(
+                    Mismatch(
+                        f"account {PLATFORM_TENANT_ID}/{prefix}{provider}", "balance", actual, expected
+                    )
+                )
+
+    # Each booked charge has its transaction, and each provider_charge transaction its charge.
+    unmatched = connection.execute(
+        sa.select(
+            transactions.c.id,
+            transactions.c.amount,
+            provider_charges.c.job_id,
+            provider_charges.c.attempt,
+            provider_charges.c.charged_cost,
+        )
+        .select_from(
+            transactions.outerjoin(
+                provider_charges, provider_charges.c.transaction_id == transactions.c.id
+            )
+        )
+        .where(transactions.c.kind == PROVIDER_CHARGE)
+        .where(
+            sa.or_(
+                provider_charges.c.job_id.is_(None),
+                provider_charges.c.charged_cost != transactions.c.amount,
+                provider_charges.c.job_id != transactions.c.job_id,
+            )
+        )
+    ).all()
+    for row in unmatched:
+        mismatches.append(
+            Mismatch(
+                f"provider_charge transaction {row.id}",
+                "amount booked in provider_charges",
+                row.amount,
+                row.charged_cost if row.charged_cost is not None else 0,
+            )
+        )
+    return CheckResult(
+        name="each provider's cost and payable accounts equal minus and plus its booked charges",
+        checked=len(names),
+        unit="providers",
+        mismatches=mismatches,
+    )
+
+
 def _check_total_zero(connection: Connection) -> CheckResult:
     count, total = connection.execute(sa.select(sa.func.count(), _sum(accounts.c.balance))).one()
     mismatches = []
@@ -539,6 +616,7 @@ CHECKS: list[Callable[[Connection], CheckResult]] = [
     _check_lots_accounted,
     _check_hold_parts,
     _check_platform_accounts,
+    _check_provider_charges,
     _check_total_zero,
 ]
 """The checks that `verify_ledger` runs, in order."""

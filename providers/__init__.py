@@ -8,6 +8,7 @@ Import the adapters from `providers.local`, `providers.fake`, `providers.runpod`
 
 from providers.base import (
     FINAL_INSTANCE_STATES,
+    InstanceNotFound,
     InstanceState,
     InstanceStatus,
     ListsManagedInstances,
@@ -24,6 +25,7 @@ from providers.base import (
 
 __all__ = [
     "FINAL_INSTANCE_STATES",
+    "InstanceNotFound",
     "InstanceState",
     "InstanceStatus",
     "ListsManagedInstances",

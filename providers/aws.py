@@ -37,6 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, 
 from providers.aws_catalog import instance_type_for, instance_type_named, on_demand_usd_per_hour
 from providers.aws_user_data import exit_code_from_console, job_user_data
 from providers.base import (
+    InstanceNotFound,
     InstanceState,
     InstanceStatus,
     ManagedInstance,
@@ -94,6 +95,10 @@ TRANSIENT_ERROR_CODES = frozenset(
     }
 )
 """EC2 error codes of throttling and server faults: TransientProviderError, as is any 5xx."""
+
+NOT_FOUND_ERROR_CODES = frozenset({"InvalidInstanceID.NotFound"})
+"""EC2 error codes for an instance id that EC2 does not list, which it also returns for a few
+seconds after a launch: InstanceNotFound."""
 
 SPOT_INTERRUPTION_REASONS = frozenset(
     {"Server.SpotInstanceTermination", "Server.SpotInstanceShutdown"}
@@ -300,6 +305,8 @@ class AwsProvider:
             )
 
         final = await self._status_of(instance)
+        if instance.get("InstanceLifecycle") == "spot":
+            final.price_per_hour_micros = await self._spot_price_micros(instance)
         self._final[instance_id] = final
         logger.info(
             "EC2 instance %s is terminated: %s after %d billable seconds",
@@ -357,6 +364,26 @@ class AwsProvider:
             minimum_billed_seconds=MINIMUM_BILLED_SECONDS,
         )
 
+    async def _spot_price_micros(self, instance: dict[str, Any]) -> int | None:
+        # NOTE: EC2 bills a spot instance at the price in effect in each period of its run;
+        # this reads the price at teardown. The exact charge is in AWS's Cost and Usage Report,
+        # which this adapter does not read.
+        zone = (instance.get("Placement") or {}).get("AvailabilityZone")
+        response = await self._call(
+            "describe_spot_price_history",
+            InstanceTypes=[instance["InstanceType"]],
+            ProductDescriptions=["Linux/UNIX"],
+            StartTime=datetime.now(timezone.utc),
+        )
+        prices = [
+            (entry["Timestamp"], Decimal(entry["SpotPrice"]))
+            for entry in response.get("SpotPriceHistory", [])
+            if entry["AvailabilityZone"] == zone
+        ]
+        if not prices:
+            return None
+        return usd_to_micros(max(prices)[1], self.credits_per_usd)
+
     async def _cheapest_spot_price(self, instance_type: str) -> tuple[str, Decimal] | None:
         # With StartTime now, EC2 returns the price in effect now in each zone.
         response = await self._call(
@@ -399,7 +426,7 @@ class AwsProvider:
             for instance in reservation.get("Instances", []):
                 if instance["InstanceId"] == instance_id:
                     return instance
-        raise PermanentProviderError(f"EC2 instance {instance_id} not found in {self.region}")
+        raise InstanceNotFound(f"EC2 instance {instance_id} not found in {self.region}")
 
     async def _describe_all(self, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
         instances = []
@@ -445,6 +472,8 @@ def classify_client_error(operation: str, error: ClientError) -> Exception:
 
     if code in CAPACITY_ERROR_CODES:
         return OutOfCapacity(message)
+    if code in NOT_FOUND_ERROR_CODES:
+        return InstanceNotFound(message)
     if code in TRANSIENT_ERROR_CODES or status >= 500:
         return TransientProviderError(message)
     return PermanentProviderError(message)

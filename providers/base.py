@@ -6,6 +6,8 @@ one of the three `ProviderError` subclasses below, so that callers decide on tho
 * `OutOfCapacity`: the provider has no instance of that kind now; try another offer.
 * `TransientProviderError`: the call may succeed if repeated (timeouts, 5xx, throttling).
 * `PermanentProviderError`: repeating the same call will fail again (bad request, auth).
+  Its subclass `InstanceNotFound` says the provider does not list the instance: not yet, right
+  after a launch on a provider whose reads lag behind its writes, or no longer.
 
 Every call is safe to repeat. `provision` takes a client token derived from the job id and the
 attempt number, and a second call with the same token returns the instance that the first call
@@ -36,6 +38,10 @@ class TransientProviderError(ProviderError):
 
 class PermanentProviderError(ProviderError):
     """The call failed in a way that repeating it will not fix."""
+
+
+class InstanceNotFound(PermanentProviderError):
+    """The provider does not list the instance, because it is not visible yet or is gone."""
 
 
 @dataclass
@@ -159,6 +165,10 @@ class InstanceStatus:
     message: str = ""
     """Provider's explanation, such as a crash reason; empty when there is none."""
 
+    price_per_hour_micros: int | None = None
+    """Price per hour that the provider reports charging for the instance, in micro-credits;
+    None when it reports none, and the offer's price then stands in."""
+
 
 @dataclass(frozen=True)
 class ManagedInstance:
@@ -188,7 +198,7 @@ class ProviderClient(Protocol):
         ...
 
     async def status(self, instance_id: str, now: float) -> InstanceStatus:
-        """Return the instance's state and usage. Raise PermanentProviderError if unknown."""
+        """Return the instance's state and usage. Raise InstanceNotFound if it is not listed."""
         ...
 
     async def terminate(self, instance_id: str, now: float) -> InstanceStatus:
@@ -202,7 +212,7 @@ class ProviderClient(Protocol):
         Raises:
             TransientProviderError: The instance is still starting or shutting down; call
                 again until it returns.
-            PermanentProviderError: The provider does not know the instance.
+            InstanceNotFound: The provider does not list the instance.
         """
         ...
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from providers.base import (
+    InstanceNotFound,
     InstanceState,
     InstanceStatus,
     ManagedInstance,
@@ -67,6 +68,14 @@ class FakeFaults:
     quote_delay_seconds: float = 0.0
     """Real seconds that `quote` sleeps before it returns, to test timeouts."""
 
+    overcharge_percent: int = 0
+    """Percent above the offer's price that the provider charges for an instance launched
+    now, as a real provider's bill drifts from its catalog; negative for a discount."""
+
+    status_absent: bool = False
+    """An instance launched now is never listed: `status` and `terminate` raise
+    InstanceNotFound for it, as for a launch that the provider lost."""
+
 
 @dataclass
 class FakeInstance:
@@ -100,6 +109,13 @@ class FakeInstance:
     terminated_at: float | None = None
     """Caller's `now` at the first terminate; None while the instance is not torn down."""
 
+    charged_price_per_hour_micros: int | None = None
+    """Price per hour that status reports charging, fixed at launch; None, for no report,
+    unless the `overcharge_percent` fault was set."""
+
+    absent: bool = False
+    """Whether the provider never lists the instance (the `status_absent` fault)."""
+
     def status_at(self, now: float) -> InstanceStatus:
         """Return the instance's status as of `now`."""
         if self.terminated_at is not None and self.terminated_at < self.ends_at:
@@ -107,6 +123,7 @@ class FakeInstance:
                 self.instance_id,
                 InstanceState.TERMINATED,
                 billable_seconds=_seconds_between(self.launched_at, self.terminated_at),
+                price_per_hour_micros=self.charged_price_per_hour_micros,
             )
 
         if now >= self.ends_at:
@@ -116,11 +133,15 @@ class FakeInstance:
                 billable_seconds=_seconds_between(self.launched_at, self.ends_at),
                 exit_code=self.exit_code,
                 message=self.end_message,
+                price_per_hour_micros=self.charged_price_per_hour_micros,
             )
 
         state = InstanceState.RUNNING if now >= self.running_at else InstanceState.PENDING
         return InstanceStatus(
-            self.instance_id, state, billable_seconds=_seconds_between(self.launched_at, now)
+            self.instance_id,
+            state,
+            billable_seconds=_seconds_between(self.launched_at, now),
+            price_per_hour_micros=self.charged_price_per_hour_micros,
         )
 
 
@@ -186,9 +207,13 @@ class FakeProvider:
         """Return the number of instances that were launched and not terminated.
 
         An instance that ended by itself still counts until it is terminated, as a real
-        cloud keeps billing a VM until it is torn down.
+        cloud keeps billing a VM until it is torn down. An absent instance does not count.
         """
-        return sum(1 for instance in self._instances.values() if instance.terminated_at is None)
+        return sum(
+            1
+            for instance in self._instances.values()
+            if instance.terminated_at is None and not instance.absent
+        )
 
     async def quote(self, request: QuoteRequest) -> list[Offer]:
         """Return an on-demand offer per region, and a spot offer per region when allowed.
@@ -282,7 +307,7 @@ class FakeProvider:
         return instance.status_at(max(now, instance.terminated_at))
 
     async def list_managed_instances(self) -> list[ManagedInstance]:
-        """Return the instances that were launched and not terminated."""
+        """Return the instances that were launched, not terminated and not absent."""
         return [
             ManagedInstance(
                 instance_id=instance.instance_id,
@@ -290,7 +315,7 @@ class FakeProvider:
                 client_token=instance.client_token,
             )
             for instance in self._instances.values()
-            if instance.terminated_at is None
+            if instance.terminated_at is None and not instance.absent
         ]
 
     def _offered_gpu_type(self, requested: str | None) -> str | None:
@@ -353,6 +378,12 @@ class FakeProvider:
             run_seconds, _, end_state, end_message = min(fired)
             exit_code = None
 
+        charged = None
+        if self.faults.overcharge_percent:
+            # Rounded up, as a provider rounds its bill.
+            price = request.offer.price_per_hour_micros
+            charged = max(0, -(-price * (100 + self.faults.overcharge_percent) // 100))
+
         return FakeInstance(
             instance_id=instance_id,
             client_token=request.client_token,
@@ -366,15 +397,15 @@ class FakeProvider:
             end_state=end_state,
             exit_code=exit_code,
             end_message=end_message,
+            charged_price_per_hour_micros=charged,
+            absent=self.faults.status_absent,
         )
 
     def _get(self, instance_id: str) -> FakeInstance:
-        try:
-            return self._instances[instance_id]
-        except KeyError:
-            raise PermanentProviderError(
-                f"fake instance {instance_id} not found on provider {self.name}"
-            ) from None
+        instance = self._instances.get(instance_id)
+        if instance is None or instance.absent:
+            raise InstanceNotFound(f"fake instance {instance_id} not found on provider {self.name}")
+        return instance
 
     def _save(self) -> None:
         # NOTE: the whole file is rewritten from this object's memory, so two processes that

@@ -38,6 +38,7 @@ from providers.base import (
     InstanceStatus,
     ManagedInstance,
     Offer,
+    InstanceNotFound,
     PermanentProviderError,
     ProvisionRequest,
     QuoteRequest,
@@ -233,7 +234,7 @@ class LocalProvider:
     def _launched_job_dir(self, instance_id: str) -> Path:
         job_dir = self._job_dir(instance_id)
         if not (job_dir / LAUNCH_FILE).exists():
-            raise PermanentProviderError(f"local instance {instance_id} not found in {self.work_root}")
+            raise InstanceNotFound(f"local instance {instance_id} not found in {self.work_root}")
         return job_dir
 
     def _launch(self, job_dir: Path, request: ProvisionRequest) -> str:

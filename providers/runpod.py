@@ -25,11 +25,12 @@ import shlex
 import time
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from providers.base import (
     FINAL_INSTANCE_STATES,
+    InstanceNotFound,
     InstanceState,
     InstanceStatus,
     ManagedInstance,
@@ -254,7 +255,7 @@ class RunPodProvider:
         if pod is None:
             if instance_id in self._final:
                 return self._final[instance_id]
-            raise PermanentProviderError(f"RunPod pod {instance_id} not found")
+            raise InstanceNotFound(f"RunPod pod {instance_id} not found")
         return self._status_of(pod)
 
     async def terminate(self, instance_id: str, now: float) -> InstanceStatus:
@@ -270,7 +271,7 @@ class RunPodProvider:
 
         pod = await self.http.rest("GET", f"/pods/{instance_id}")
         if pod is None:
-            raise PermanentProviderError(f"RunPod pod {instance_id} not found")
+            raise InstanceNotFound(f"RunPod pod {instance_id} not found")
         before = self._status_of(pod)
 
         if pod.get("desiredStatus") != "TERMINATED":
@@ -455,6 +456,27 @@ class RunPodProvider:
         return pod["id"]
 
     def _status_of(self, pod: dict[str, Any]) -> InstanceStatus:
+        status = self._state_of(pod)
+        status.price_per_hour_micros = self._charged_price(pod)
+        return status
+
+    def _charged_price(self, pod: dict[str, Any]) -> int | None:
+        # adjustedCostPerHr is costPerHr after savings plans: what RunPod bills per hour for
+        # the whole pod, in RunPod credits, which are USD.
+        value = pod.get("adjustedCostPerHr") or pod.get("costPerHr")
+        # RunPodHttp parses JSON numbers as Decimal.
+        if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
+            return None
+        try:
+            usd = Decimal(str(value))
+        except InvalidOperation:
+            logger.warning("RunPod pod %s has a non-numeric costPerHr %r", pod.get("id"), value)
+            return None
+        if not usd.is_finite() or usd < 0:
+            return None
+        return usd_to_micros(usd, self.credits_per_usd)
+
+    def _state_of(self, pod: dict[str, Any]) -> InstanceStatus:
         pod_id = pod["id"]
         desired = pod.get("desiredStatus")
         started_at = _parse_iso(pod.get("lastStartedAt"))

@@ -272,6 +272,33 @@ class Client:
             headers={"Idempotency-Key": idempotency_key},
         )
 
+    def variance(
+        self,
+        *,
+        since: datetime | str | None = None,
+        provider: str | None = None,
+        include_all: bool = False,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        """Return the jobs whose providers charged more than they quoted, largest first.
+
+        Needs a token with the `billing:admin` scope.
+
+        Args:
+            since: Only jobs charged at or after this time, with a timezone.
+            provider: Only jobs with a segment on this provider.
+            include_all: Also list jobs charged at or below their quotes.
+            limit: Maximum number of jobs, from 1 to 1000.
+        """
+        params: dict[str, Any] = {"limit": limit}
+        if since is not None:
+            params["since"] = _datetime_string(since)
+        if provider is not None:
+            params["provider"] = provider
+        if include_all:
+            params["all"] = "true"
+        return self._request("GET", "/v1/admin/variance", params=params)
+
     def _request(self, method: str, path: str, **options: Any) -> dict[str, Any]:
         response = self._http.request(method, path, **options)
         if response.is_error:

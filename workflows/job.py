@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         SettleInput,
     )
     from ledger.money import micros_to_credits
+    from ledger.provider_costs import ProviderCharge
     from providers.base import InstanceState, Offer, ProvisionRequest, QuoteRequest
     from workflows.quoting import collect_offers
     from workflows.selection import Constraints, Policy, rank_offers
@@ -86,6 +87,8 @@ class JobWorkflow:
         self._attempt_number = 0
         self._closed_cost_micros = 0
         """Cost of the segments whose instances are already torn down."""
+        self._last_billable_seconds = 0
+        """Billable seconds of the current instance at its last status check."""
 
     @workflow.run
     async def run(self, input: JobInput) -> JobState:
@@ -319,6 +322,7 @@ class JobWorkflow:
         instance misses its readiness deadline."""
         launched_at = workflow.now()
         readiness_deadline = launched_at + timedelta(seconds=config.readiness_timeout_seconds)
+        listed_before = False
         while True:
             if await self._cancel_requested_within(config.poll_interval_seconds):
                 self._cancelled()
@@ -330,6 +334,11 @@ class JobWorkflow:
                 start_to_close_timeout=STATUS_TIMEOUT,
             )
             self._state.cost_micros = self._closed_cost_micros + report.cost_micros
+            self._last_billable_seconds = report.billable_seconds
+            if not report.listed and listed_before:
+                return self._on_instance_vanished(report)
+            listed_before = listed_before or report.listed
+
             if report.state != InstanceState.PENDING:
                 if not self._state.started_at:
                     self._state.started_at = workflow.now().isoformat()
@@ -361,6 +370,23 @@ class JobWorkflow:
                     f"budget exhausted: the accrued cost reached the maximum budget of {budget} credits",
                 )
                 return _InstanceEnd.JOB_DONE
+
+    def _on_instance_vanished(self, report: InstanceReport) -> "_InstanceEnd":
+        """End monitoring of an instance that the provider listed before and lists no more."""
+        workflow.logger.warning(
+            "job %s: the provider no longer lists instance %s: %s",
+            self._input.job_id,
+            self._state.instance_id,
+            report.message,
+        )
+        if self._offer is not None and self._offer.spot:
+            # A reclaimed spot instance may vanish instead of reading PREEMPTED.
+            return _InstanceEnd.PREEMPTED
+        self._finish(
+            JobStatus.FAILED,
+            f"the provider no longer lists instance {self._state.instance_id}",
+        )
+        return _InstanceEnd.JOB_DONE
 
     def _finish_on_instance_end(self, report: InstanceReport) -> bool:
         self._state.exit_code = report.exit_code
@@ -416,9 +442,16 @@ class JobWorkflow:
                 billable_seconds=report.billable_seconds,
                 cost_micros=report.cost_micros,
                 end_state=report.state.value,
+                provider_price_per_hour_micros=report.provider_price_per_hour_micros,
+                provider_cost_micros=report.provider_cost_micros,
             )
         )
+        self._last_billable_seconds = 0
         self._closed_cost_micros += report.cost_micros
+        if report.provider_cost_micros is None:
+            self._state.provider_cost_micros += report.cost_micros
+        else:
+            self._state.provider_cost_micros += report.provider_cost_micros
         self._state.cost_micros = self._closed_cost_micros
         if report.exit_code is not None and self._state.exit_code is None:
             self._state.exit_code = report.exit_code
@@ -434,6 +467,7 @@ class JobWorkflow:
                 job_id=self._input.job_id,
                 held_micros=held,
                 cost_micros=self._state.cost_micros,
+                provider_charges=[self._provider_charge(s) for s in self._state.segments],
             ),
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=UNTIL_DONE_RETRY,
@@ -443,12 +477,35 @@ class JobWorkflow:
         self._state.released_micros = settled.released_micros
         self._state.cost_micros = settled.captured_micros
 
+    def _provider_charge(self, segment: Segment) -> ProviderCharge:
+        reported = segment.provider_cost_micros is not None
+        return ProviderCharge(
+            job_id=self._input.job_id,
+            tenant_id=self._input.tenant_id,
+            attempt=segment.attempt,
+            provider=segment.provider,
+            instance_id=segment.instance_id,
+            billable_seconds=segment.billable_seconds,
+            quoted_price_per_hour_micros=segment.price_per_hour_micros,
+            quoted_cost_micros=segment.cost_micros,
+            charged_price_per_hour_micros=(
+                segment.provider_price_per_hour_micros
+                if segment.provider_price_per_hour_micros is not None
+                else segment.price_per_hour_micros
+            ),
+            charged_cost_micros=(
+                segment.provider_cost_micros if reported else segment.cost_micros
+            ),
+            reported=reported,
+        )
+
     def _instance_input(self) -> InstanceInput:
         assert self._offer is not None and self._state.instance_id is not None
         return InstanceInput(
             offer=self._offer,
             instance_id=self._state.instance_id,
             now=workflow.now().timestamp(),
+            last_billable_seconds=self._last_billable_seconds,
         )
 
     def _set_status(self, status: JobStatus) -> None:

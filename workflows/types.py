@@ -83,8 +83,16 @@ class Segment:
 
     billable_seconds: int
     cost_micros: int
+    """Cost at the quoted price: what the tenant pays for the segment, before the hold cap."""
+
     end_state: str
     """Instance state at the end of the segment, such as "SUCCEEDED" or "PREEMPTED"."""
+
+    provider_price_per_hour_micros: int | None = None
+    """Price per hour the provider reports charging; None when it reports none."""
+
+    provider_cost_micros: int | None = None
+    """What the provider charges for the segment at its reported price; None without one."""
 
 
 @dataclass
@@ -146,6 +154,10 @@ class JobState:
 
     released_micros: int = 0
     """Micro-credits returned to the tenant at settlement."""
+
+    provider_cost_micros: int = 0
+    """What the providers charge the platform for the closed segments; a segment whose
+    provider reports no price counts at its quoted cost."""
 
     submitted_at: str = ""
     started_at: str = ""

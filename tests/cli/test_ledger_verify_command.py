@@ -92,7 +92,7 @@ def test_verify_clean_postgres_ledger_exits_0(pg_ledger_url, capsys, monkeypatch
     assert lines[0].startswith("verifying the ledger at postgresql+psycopg://")
     assert lines[1:] == expected_report(pg_ledger_url)
     assert lines[1] == "ok   each account's balance equals the sum of its postings (4 accounts)"
-    assert lines[-1] == "ledger consistent: all 13 checks passed"
+    assert lines[-1] == "ledger consistent: all 14 checks passed"
 
 
 def test_verify_prints_every_check_with_its_count(pg_ledger_url, capsys, monkeypatch):
@@ -120,6 +120,8 @@ def test_verify_prints_every_check_with_its_count(pg_ledger_url, capsys, monkeyp
             "ok   platform funding is minus all grants, revenue is captured minus refunded,"
             " expired is what lots lost to expiry (3 accounts)"
         ),
+        "ok   each provider's cost and payable accounts equal minus and plus its booked"
+        " charges (0 providers)",
         "ok   all balances together sum to zero (4 accounts)",
     ]
 
@@ -172,7 +174,7 @@ def test_verify_clean_sqlite_ledger_leaves_file_unchanged(
 
     assert code == 0
     assert lines[0] == f"verifying the ledger at {sqlite_ledger_url}"
-    assert lines[-1] == "ledger consistent: all 13 checks passed"
+    assert lines[-1] == "ledger consistent: all 14 checks passed"
     assert hashlib.sha256(database.read_bytes()).hexdigest() == before
 
 
@@ -217,4 +219,4 @@ def test_verify_sqlite_path_with_special_characters(tmp_path, capsys, monkeypatc
     code, lines, _ = run_verify(capsys, monkeypatch, url)
 
     assert code == 0
-    assert lines[-1] == "ledger consistent: all 13 checks passed"
+    assert lines[-1] == "ledger consistent: all 14 checks passed"

@@ -10,7 +10,15 @@ from ledger.schema import upgrade
 from ledger.verify import verify_ledger
 from tests.conftest import fresh_pg_database
 
-LEDGER_TABLES = ("hold_lots", "lots", "postings", "holds", "transactions", "accounts")
+LEDGER_TABLES = (
+    "provider_charges",
+    "hold_lots",
+    "lots",
+    "postings",
+    "holds",
+    "transactions",
+    "accounts",
+)
 """Every table of the ledger, each before the tables it refers to."""
 
 TABLES_WITH_ID_SEQUENCE = ("lots", "postings", "transactions", "accounts")

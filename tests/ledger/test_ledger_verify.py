@@ -88,7 +88,7 @@ def test_verify_names_account_of_altered_posting(any_engine):
         ),
     ]
     assert "FAIL each account's balance equals the sum of its postings (6 accounts)" in str(report)
-    assert str(report).endswith("ledger inconsistent: 4 of 13 checks failed, 4 mismatches")
+    assert str(report).endswith("ledger inconsistent: 4 of 14 checks failed, 4 mismatches")
 
 
 def test_verify_names_account_of_altered_balance(any_engine):

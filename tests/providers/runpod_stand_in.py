@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 import uvicorn
@@ -79,6 +80,10 @@ class RunPodState:
     running_after_delete: int = 0
     """Number of reads after a delete that still show the pod RUNNING."""
 
+    charge_per_gpu: str | None = None
+    """USD per GPU-hour that new pods report in `costPerHr` instead of their offered price,
+    as RunPod's bill drifts from its catalog."""
+
     def reset(self) -> None:
         """Forget every pod and fault; keep the GPU types."""
         gpu_types = self.gpu_types
@@ -104,13 +109,15 @@ class RunPodState:
         """Create a pod as RunPod would, and return its REST representation."""
         pod_id = secrets.token_hex(7)
         started = None if self.start_pending else _iso(time.time())
+        per_gpu = Decimal(self.charge_per_gpu or cost_per_hr)
         pod = {
             "id": pod_id,
             "name": name,
             "image": image,
             "desiredStatus": "RUNNING",
             "interruptible": interruptible,
-            "costPerHr": cost_per_hr,
+            # A JSON number, as RunPod sends it: the whole pod's USD per hour.
+            "costPerHr": float(per_gpu * gpu_count),
             "gpu": {"id": gpu_type_id, "count": gpu_count},
             "env": env,
             "dockerStartCmd": start_cmd,

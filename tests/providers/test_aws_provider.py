@@ -20,6 +20,7 @@ from moto import mock_aws
 from providers.aws import AwsProvider, ec2_client_token, instance_status
 from providers.aws_user_data import job_user_data
 from providers.base import (
+    InstanceNotFound,
     InstanceState,
     InstanceStatus,
     ManagedInstance,
@@ -242,9 +243,28 @@ async def test_status_running_bills_seconds_since_launch(ec2, ami_id):
     assert status == InstanceStatus(instance_id, InstanceState.RUNNING, billable_seconds=43)
 
 
-async def test_status_unknown_instance_raises_permanent(ec2):
-    with pytest.raises(PermanentProviderError, match="InvalidInstanceID.NotFound"):
+async def test_status_unknown_instance_raises_not_found(ec2):
+    with pytest.raises(InstanceNotFound, match="InvalidInstanceID.NotFound"):
         await _provider(ec2).status("i-0123456789abcdef0", now=0.0)
+
+
+async def test_terminate_spot_reports_zone_spot_price(ec2, ami_id):
+    provider = _provider(ec2, ami_id)
+    instance_id = await provider.provision(_request(_offer(spot=True, region="us-east-1b")))
+
+    final = await provider.terminate(instance_id, now=0.0)
+
+    # moto's spot price for every type is 0.00001 USD; 1.5 credits per USD.
+    assert final.price_per_hour_micros == 15
+
+
+async def test_terminate_on_demand_reports_no_price(ec2, ami_id):
+    provider = _provider(ec2, ami_id)
+    instance_id = await provider.provision(_request(_offer()))
+
+    final = await provider.terminate(instance_id, now=0.0)
+
+    assert final.price_per_hour_micros is None
 
 
 async def test_terminate_confirms_terminated_instance(ec2, ami_id):
@@ -269,8 +289,8 @@ async def test_terminate_after_restart_reads_terminated_instance(ec2, ami_id):
     assert final.state is InstanceState.TERMINATED
 
 
-async def test_terminate_unknown_instance_raises_permanent(ec2):
-    with pytest.raises(PermanentProviderError, match="InvalidInstanceID.NotFound"):
+async def test_terminate_unknown_instance_raises_not_found(ec2):
+    with pytest.raises(InstanceNotFound, match="InvalidInstanceID.NotFound"):
         await _provider(ec2).terminate("i-0123456789abcdef0", now=0.0)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from providers.base import (
+    InstanceNotFound,
     InstanceState,
     InstanceStatus,
     ManagedInstance,
@@ -374,3 +375,35 @@ async def test_list_managed_instances_returns_unterminated_instances():
     managed = await provider.list_managed_instances()
 
     assert managed == [ManagedInstance(instance_id=kept, job_id="job-1", client_token="job-1-1")]
+
+
+async def test_overcharge_fault_reports_higher_price():
+    provider = _provider(faults=FakeFaults(overcharge_percent=15))
+    instance_id = await provider.provision(_request())
+
+    running = await _status_at(provider, instance_id, START_SECONDS + 1)
+    final = await provider.terminate(instance_id, now=LAUNCHED_AT + START_SECONDS + 2)
+
+    expected = -(-PRICE_PER_HOUR_MICROS * 115 // 100)
+    assert running.price_per_hour_micros == expected
+    assert final.price_per_hour_micros == expected
+
+
+async def test_no_fault_reports_no_price():
+    provider = _provider()
+    instance_id = await provider.provision(_request())
+
+    assert (await _status_at(provider, instance_id, 1)).price_per_hour_micros is None
+
+
+async def test_absent_instance_is_never_listed():
+    provider = _provider(faults=FakeFaults(status_absent=True))
+    instance_id = await provider.provision(_request())
+
+    with pytest.raises(InstanceNotFound, match=f"fake instance {instance_id} not found"):
+        await _status_at(provider, instance_id, 1)
+    with pytest.raises(InstanceNotFound):
+        await provider.terminate(instance_id, now=LAUNCHED_AT + 2)
+    assert provider.launch_count == 1
+    assert provider.live_instances() == 0
+    assert await provider.list_managed_instances() == []

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from providers.base import (
+    InstanceNotFound,
     InstanceState,
     InstanceStatus,
     ManagedInstance,
@@ -226,7 +227,10 @@ async def test_status_running_bills_seconds_since_start(state, make_provider):
 
     status = await provider.status(pod_id, now=0.0)
 
-    assert status == InstanceStatus(pod_id, InstanceState.RUNNING, billable_seconds=91)
+    # costPerHr of two A100s at 1.89 USD each, at 1.5 credits per USD.
+    assert status == InstanceStatus(
+        pod_id, InstanceState.RUNNING, billable_seconds=91, price_per_hour_micros=5_670_000
+    )
 
 
 async def test_status_before_start_is_pending(state, make_provider):
@@ -235,7 +239,18 @@ async def test_status_before_start_is_pending(state, make_provider):
 
     status = await make_provider().status(pod_id, now=0.0)
 
-    assert status == InstanceStatus(pod_id, InstanceState.PENDING, billable_seconds=0)
+    assert status == InstanceStatus(
+        pod_id, InstanceState.PENDING, billable_seconds=0, price_per_hour_micros=5_670_000
+    )
+
+
+async def test_status_reports_drifted_cost_per_hour(state, make_provider):
+    state.charge_per_gpu = "2.00"
+    pod_id = await make_provider().provision(_request(_offer()))
+
+    status = await make_provider().status(pod_id, now=0.0)
+
+    assert status.price_per_hour_micros == 6_000_000
 
 
 async def test_status_stopped_pod_succeeded_with_run_time(state, make_provider):
@@ -253,8 +268,8 @@ async def test_status_stopped_pod_succeeded_with_run_time(state, make_provider):
     assert "does not report the exit code" in status.message
 
 
-async def test_status_unknown_pod_raises_permanent(state, make_provider):
-    with pytest.raises(PermanentProviderError, match="RunPod pod nosuchpod not found"):
+async def test_status_unknown_pod_raises_not_found(state, make_provider):
+    with pytest.raises(InstanceNotFound, match="RunPod pod nosuchpod not found"):
         await make_provider().status("nosuchpod", now=0.0)
 
 
@@ -301,8 +316,8 @@ async def test_terminate_stopped_pod_keeps_its_outcome(state, make_provider):
     assert state.live_pods() == 0
 
 
-async def test_terminate_unknown_pod_raises_permanent(state, make_provider):
-    with pytest.raises(PermanentProviderError, match="RunPod pod nosuchpod not found"):
+async def test_terminate_unknown_pod_raises_not_found(state, make_provider):
+    with pytest.raises(InstanceNotFound, match="RunPod pod nosuchpod not found"):
         await make_provider().terminate("nosuchpod", now=0.0)
 
 

@@ -331,3 +331,111 @@ async def test_cancel_while_provisioning_leaves_no_instance(time_env, ledger_eng
     (segment,) = state.segments
     assert state.captured_micros == segment.cost_micros
     assert ledger.get_balances(ledger_engine, tenant).held_micros == 0
+
+
+async def test_instance_never_listed_is_replaced(time_env, ledger_engine, tenant):
+    lost = fake("lost", price_per_hour_micros=1 * CREDIT, faults=FakeFaults(status_absent=True))
+    ready = fake("ready", price_per_hour_micros=2 * CREDIT, run_seconds=HOUR)
+    fund(ledger_engine, tenant, 10 * CREDIT)
+    input = job_input(tenant, 5 * CREDIT)
+    input.policy = "cheapest"
+
+    async with job_worker(time_env, ledger_engine, [lost, ready]) as task_queue:
+        state: JobState = await (await start(time_env, task_queue, input)).result()
+
+    assert state.status == JobStatus.SUCCEEDED
+    assert [a.offer.provider for a in state.attempts] == ["lost", "ready"]
+    assert state.attempts[0].error == "the instance was not ready within 900 s"
+    assert [s.end_state for s in state.segments] == ["TERMINATED", "SUCCEEDED"]
+    # Never listed, so no status read ever billed a second of it.
+    assert state.segments[0].billable_seconds == 0
+    assert state.segments[0].cost_micros == 0
+    assert state.captured_micros == 2 * CREDIT
+    assert lost.launch_count == 1
+    assert ready.live_instances() == 0
+
+
+class VanishingProvider(FakeProvider):
+    """A fake whose instances stop being listed once they have run for `vanish_after` seconds."""
+
+    def __init__(self, *args, vanish_after: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.vanish_after = vanish_after
+
+    def _vanished(self, instance_id: str, now: float) -> bool:
+        instance = self._instances.get(instance_id)
+        return instance is not None and now >= instance.running_at + self.vanish_after
+
+    async def status(self, instance_id, now):
+        if self._vanished(instance_id, now):
+            self._instances[instance_id].absent = True
+        return await super().status(instance_id, now)
+
+
+async def test_instance_vanishing_while_running_fails_job(time_env, ledger_engine, tenant):
+    provider = VanishingProvider(
+        "fake",
+        price_per_hour_micros=PRICE,
+        gpu_types=["A100"],
+        start_seconds=0,
+        run_seconds=3 * HOUR,
+        vanish_after=HOUR,
+    )
+    fund(ledger_engine, tenant, 100 * CREDIT)
+    input = job_input(tenant, 20 * CREDIT)
+
+    async with job_worker(time_env, ledger_engine, [provider]) as task_queue:
+        state: JobState = await (await start(time_env, task_queue, input)).result()
+
+    assert state.status == JobStatus.FAILED
+    assert state.failure_reason == f"the provider no longer lists instance {state.instance_id}"
+    (segment,) = state.segments
+    assert segment.end_state == "TERMINATED"
+    # Billed up to the last status read that listed it, within a poll interval of its end.
+    assert HOUR - 2 * 60 < segment.billable_seconds < HOUR
+    assert state.captured_micros == segment_cost_micros(
+        price_per_hour_micros=PRICE, seconds=segment.billable_seconds
+    )
+    assert ledger.get_balances(ledger_engine, tenant).held_micros == 0
+
+
+async def test_provider_overcharge_booked_and_reported(time_env, ledger_engine, tenant):
+    provider = fake(run_seconds=HOUR, faults=FakeFaults(overcharge_percent=20))
+    fund(ledger_engine, tenant, 100 * CREDIT)
+    input = job_input(tenant, 20 * CREDIT)
+
+    async with job_worker(time_env, ledger_engine, [provider]) as task_queue:
+        state: JobState = await (await start(time_env, task_queue, input)).result()
+
+    assert state.status == JobStatus.SUCCEEDED
+    (segment,) = state.segments
+    assert segment.price_per_hour_micros == PRICE
+    assert segment.provider_price_per_hour_micros == 3_000_000
+    assert segment.cost_micros == PRICE
+    assert segment.provider_cost_micros == 3_000_000
+    assert state.captured_micros == PRICE
+    assert state.provider_cost_micros == 3_000_000
+
+    (job,) = [j for j in ledger.variance_report(ledger_engine) if j.job_id == input.job_id]
+    assert job.quoted_cost_micros == PRICE
+    assert job.charged_cost_micros == 3_000_000
+    assert job.billed_micros == PRICE
+    assert job.variance_micros == 500_000
+    assert job.margin_micros == -500_000
+    assert job.providers == ["fake"]
+
+
+async def test_provider_without_price_booked_at_quote(time_env, ledger_engine, tenant):
+    provider = fake(run_seconds=HOUR)
+    fund(ledger_engine, tenant, 100 * CREDIT)
+    input = job_input(tenant, 20 * CREDIT)
+
+    async with job_worker(time_env, ledger_engine, [provider]) as task_queue:
+        state: JobState = await (await start(time_env, task_queue, input)).result()
+
+    assert state.provider_cost_micros == PRICE
+    report = ledger.variance_report(ledger_engine, include_all=True, limit=10_000)
+    (job,) = [j for j in report if j.job_id == input.job_id]
+    assert job.charged_cost_micros == PRICE
+    assert job.variance_micros == 0
+    assert job.margin_micros == 0
