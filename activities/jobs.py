@@ -18,6 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 import ledger
+from activities import metrics
 from activities.reliability import ReliabilityTracker
 from activities.types import (
     INSUFFICIENT_CREDITS,
@@ -31,6 +32,8 @@ from activities.types import (
     InstanceReport,
     JobConfig,
     JobConfigInput,
+    LogsInput,
+    LogsOutput,
     ProvisionInput,
     ProvisionOutput,
     QuoteInput,
@@ -38,11 +41,13 @@ from activities.types import (
     SettleInput,
     SettleOutput,
 )
+from ledger.alerts import check_low_balance, rearm_low_balance
 from ledger.metering import billing_rule_for, capped_capture
 from providers.base import (
     InstanceNotFound,
     InstanceState,
     InstanceStatus,
+    LogsNotAvailable,
     OutOfCapacity,
     PermanentProviderError,
     ProviderClient,
@@ -71,6 +76,7 @@ class JobActivities:
         max_preemptions: int = 3,
         readiness_timeout_seconds: int = 900,
         quote_timeout_seconds: int = 10,
+        history_event_limit: int = 5000,
     ) -> None:
         self._providers = dict(providers)
         self._engine = ledger_engine
@@ -79,6 +85,7 @@ class JobActivities:
         self._max_preemptions = max_preemptions
         self._readiness_timeout_seconds = readiness_timeout_seconds
         self._quote_timeout_seconds = quote_timeout_seconds
+        self._history_event_limit = history_event_limit
         self.reliability = ReliabilityTracker()
 
     def _provider(self, name: str) -> ProviderClient:
@@ -101,6 +108,7 @@ class JobActivities:
             max_preemptions=self._max_preemptions,
             readiness_timeout_seconds=self._readiness_timeout_seconds,
             quote_timeout_seconds=self._quote_timeout_seconds,
+            history_event_limit=self._history_event_limit,
         )
 
     @activity.defn
@@ -130,7 +138,22 @@ class JobActivities:
             raise ApplicationError(str(error), type=INSUFFICIENT_CREDITS, non_retryable=True) from error
         except ledger.LedgerError as error:
             raise ApplicationError(str(error), type=LEDGER_REJECTED, non_retryable=True) from error
-        return BudgetResult(transaction_id=posted.transaction_id, replayed=posted.replayed)
+        if not posted.replayed:
+            metrics.record_hold(input.amount_micros)
+
+        # A retry after the check disarmed the alert finds it disarmed and returns no notice.
+        # NOTE: so a worker crash between the check and the return loses that one notice.
+        notice = await asyncio.to_thread(check_low_balance, self._engine, input.tenant_id)
+        if notice is not None:
+            activity.logger.info(
+                "tenant %s: available credits %d fell below the alert threshold %d",
+                input.tenant_id,
+                notice.available_micros,
+                notice.threshold_micros,
+            )
+        return BudgetResult(
+            transaction_id=posted.transaction_id, replayed=posted.replayed, low_balance=notice
+        )
 
     @activity.defn
     async def provision_instance(self, input: ProvisionInput) -> ProvisionOutput:
@@ -141,11 +164,14 @@ class JobActivities:
             instance_id = await provider.provision(input.request)
         except OutOfCapacity as error:
             self.reliability.record(name, succeeded=False)
+            metrics.record_attempt(name, metrics.AttemptOutcome.OUT_OF_CAPACITY)
             raise ApplicationError(str(error), type=OUT_OF_CAPACITY, non_retryable=True) from error
         except PermanentProviderError as error:
             self.reliability.record(name, succeeded=False)
+            metrics.record_attempt(name, metrics.AttemptOutcome.FAILED)
             raise ApplicationError(str(error), type=PROVISIONING_FAILED, non_retryable=True) from error
         self.reliability.record(name, succeeded=True)
+        metrics.record_attempt(name, metrics.AttemptOutcome.LAUNCHED)
         activity.logger.info(
             "provisioned instance %s on %s", instance_id, input.request.offer.provider
         )
@@ -237,32 +263,53 @@ class JobActivities:
                 input.job_id,
                 split.over_micros,
             )
-        try:
-            if captured > 0:
-                await asyncio.to_thread(
-                    ledger.capture,
-                    self._engine,
-                    tenant_id=input.tenant_id,
-                    job_id=input.job_id,
-                    amount_micros=captured,
-                    key=f"{input.job_id}/capture",
-                )
-            if released > 0:
-                await asyncio.to_thread(
-                    ledger.release,
-                    self._engine,
-                    tenant_id=input.tenant_id,
-                    job_id=input.job_id,
-                    amount_micros=released,
-                    key=f"{input.job_id}/release",
-                )
-        except ledger.LedgerError as error:
-            raise ApplicationError(str(error), type=LEDGER_REJECTED, non_retryable=True) from error
+        # Capture and release in one database transaction, each still keyed on its own.
+        operations = [
+            ledger.Operation(
+                kind=kind,
+                tenant_id=input.tenant_id,
+                job_id=input.job_id,
+                amount_micros=amount,
+                key=f"{input.job_id}/{kind}",
+            )
+            for kind, amount in (("capture", captured), ("release", released))
+            if amount > 0
+        ]
+        if operations:
+            results = await asyncio.to_thread(ledger.post_batch, self._engine, operations)
+            for result in results:
+                if isinstance(result, ledger.LedgerError):
+                    raise ApplicationError(str(result), type=LEDGER_REJECTED, non_retryable=True)
+                if result.replayed:
+                    continue
+                if result.kind == "capture":
+                    metrics.record_capture(result.amount_micros)
+                else:
+                    metrics.record_release(result.amount_micros)
+
+        if released > 0:
+            await asyncio.to_thread(rearm_low_balance, self._engine, input.tenant_id)
         return SettleOutput(captured_micros=captured, released_micros=released)
+
+    @activity.defn
+    async def read_logs(self, input: LogsInput) -> LogsOutput:
+        """Read the tail of an instance's output, where its provider keeps one."""
+        provider = self._provider(input.provider)
+        read = getattr(provider, "logs", None)
+        if read is None:
+            return LogsOutput(
+                available=False, reason=f"provider {input.provider} does not expose logs"
+            )
+        try:
+            text = await read(input.instance_id, input.max_bytes)
+        except (InstanceNotFound, LogsNotAvailable) as error:
+            return LogsOutput(available=False, reason=str(error))
+        return LogsOutput(available=True, text=text)
 
     def all(self) -> list:
         """Return every activity method, for registering on a worker."""
         return [
+            self.read_logs,
             self.load_job_config,
             self.get_quotes,
             self.hold_budget,

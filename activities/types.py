@@ -5,6 +5,7 @@ They are recorded in workflow histories: add fields with defaults, never rename 
 
 from dataclasses import dataclass, field
 
+from ledger.alerts import LowBalanceNotice
 from ledger.provider_costs import ProviderCharge
 from providers.base import InstanceState, Offer, ProvisionRequest, QuoteRequest
 
@@ -44,6 +45,10 @@ class JobConfig:
     readiness_timeout_seconds: int = 900
     """Seconds an instance may stay PENDING before it is torn down and the next offer tried."""
 
+    history_event_limit: int = 5000
+    """History length at which a job that monitors an instance continues as new, carrying
+    its state; Temporal's own suggestion to continue as new is followed too."""
+
 
 @dataclass
 class QuoteInput:
@@ -78,6 +83,10 @@ class BudgetResult:
     transaction_id: int
     replayed: bool
     """True when the key had already been posted and the first result was returned."""
+
+    low_balance: LowBalanceNotice | None = None
+    """A notice for the tenant when this hold took its available credits below its alert's
+    threshold; None otherwise."""
 
 
 @dataclass
@@ -150,3 +159,24 @@ class SettleOutput:
 
     captured_micros: int
     released_micros: int
+
+
+@dataclass
+class LogsInput:
+    """Input of `read_logs`: one instance of a job."""
+
+    provider: str
+    instance_id: str
+    max_bytes: int
+
+
+@dataclass
+class LogsOutput:
+    """Output of `read_logs`."""
+
+    available: bool
+    text: str = ""
+    """The tail of the command's output; empty when not available."""
+
+    reason: str = ""
+    """Why the logs are not available; empty when they are."""

@@ -6,15 +6,30 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 from temporalio.client import Client
-from temporalio.service import RPCError
 
-from api.errors import request_validation_error_handler, temporal_rpc_error_handler
+from api.errors import install_problem_handlers
 from api.limits import BodySizeLimit
-from api.routes import account, grants, jobs, quotes, refunds, variance
+from api.metrics import RequestMetrics
+from api.routes import (
+    account,
+    grants,
+    health,
+    io,
+    job_list,
+    jobs,
+    logs,
+    metrics,
+    objects,
+    quotes,
+    refunds,
+    variance,
+    webhooks,
+)
 from config import Settings, get_settings
+from config.telemetry import configure_tracing, instrument_api
 from ledger.db import create_ledger_engine
+from storage import build_object_store
 from worker.client import connect_temporal
 
 logger = logging.getLogger(__name__)
@@ -66,20 +81,32 @@ def create_app(
     app.state.settings = settings
     app.state.temporal_client = temporal_client
     app.state.ledger_engine = None
+    app.state.object_store = build_object_store(settings)
 
     app.add_middleware(BodySizeLimit)
-    app.add_exception_handler(RequestValidationError, request_validation_error_handler)
-    app.add_exception_handler(RPCError, temporal_rpc_error_handler)
+    # Between the two, so that the catch-all 500 problem covers the size limit and the
+    # metrics count the problem's status.
+    install_problem_handlers(app)
+    app.add_middleware(RequestMetrics)
     app.include_router(jobs.router)
+    app.include_router(logs.router)
+    app.include_router(job_list.router)
+    app.include_router(io.router)
+    app.include_router(objects.router)
     app.include_router(account.router)
     app.include_router(grants.router)
     app.include_router(refunds.router)
     app.include_router(quotes.router)
     app.include_router(variance.router)
+    app.include_router(webhooks.router)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    instrument_api(app, settings)
     return app
 
 
 def serve(settings: Settings) -> None:
     """Run the API with uvicorn on `settings.api_host`:`settings.api_port` until stopped."""
+    configure_tracing(settings, "cac-api")
     app = create_app(settings)
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None)

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -17,7 +18,12 @@ from pydantic import (
 )
 
 from api.credits import Credits, format_credits, parse_credits
-from api.models import CamelModel
+from api.models import (
+    CALLBACK_URL_SCHEMA,
+    MAX_CALLBACK_URL_LENGTH,
+    CamelModel,
+    check_callback_url,
+)
 from ledger.posting import PostedTransaction
 
 MAX_REASON_LENGTH = 1000
@@ -177,3 +183,25 @@ class PostedTransactionView(CamelModel):
             key=posted.key,
             replayed=posted.replayed,
         )
+
+
+class LowBalanceAlertRequest(CamelModel):
+    """Body of `PUT /v1/account/alerts/low-balance`."""
+
+    threshold: Credits = Field(description="Notify when available credits fall below this.")
+    callback_url: Annotated[str, AfterValidator(check_callback_url)] = Field(
+        max_length=MAX_CALLBACK_URL_LENGTH,
+        description="http or https URL that receives the signed notice as a POST.",
+        json_schema_extra=CALLBACK_URL_SCHEMA,
+    )
+
+
+class LowBalanceAlertView(CamelModel):
+    """A tenant's low-balance alert."""
+
+    threshold: str
+    callback_url: str
+    armed: bool = Field(
+        description="True while available credits are at or above the threshold, so the next"
+        " fall below notifies."
+    )

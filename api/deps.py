@@ -1,19 +1,40 @@
 """FastAPI dependencies: settings, the Temporal client, the ledger engine and the caller."""
 
-from collections.abc import Callable
-from typing import Annotated
+import logging
+import time
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
+from starlette.routing import BaseRoute
 from temporalio.client import Client
 
-from api.auth import InvalidToken, Principal, decode_token
+from api.auth import InvalidToken, Principal, TokenVerifier
+from api.errors import (
+    INSUFFICIENT_SCOPE,
+    INVALID_TOKEN,
+    KEY_SET_UNAVAILABLE,
+    MISSING_TOKEN,
+    ApiProblem,
+)
+from api.jwks import JwksUnavailable
 from config import Settings
+
+logger = logging.getLogger(__name__)
 
 # auto_error is off so that a missing header gets the same 401 and WWW-Authenticate header as
 # a bad token, instead of FastAPI's default response.
-_bearer = HTTPBearer(auto_error=False, description="JWT signed with HS256; `sub` is the tenant.")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="JWT signed with one of the algorithms in CAC_JWT_ALGORITHMS; `sub` is the"
+    " tenant and `scope` the space-separated scopes.",
+)
+
+KEY_SET_RETRY_SECONDS = 30
+"""`Retry-After` of the 503 returned while the token signing keys cannot be fetched."""
 
 
 def get_settings(request: Request) -> Settings:
@@ -50,34 +71,79 @@ TemporalClientDep = Annotated[Client, Depends(get_temporal_client)]
 LedgerEngineDep = Annotated[Engine, Depends(get_ledger_engine)]
 
 
-def get_principal(
-    settings: SettingsDep,
+def get_token_verifier(request: Request) -> TokenVerifier:
+    """Return the token verifier of the app, built from its settings on first use."""
+    verifier = getattr(request.app.state, "token_verifier", None)
+    if verifier is None:
+        verifier = TokenVerifier.from_settings(request.app.state.settings)
+        request.app.state.token_verifier = verifier
+    return verifier
+
+
+async def get_principal(
+    verifier: Annotated[TokenVerifier, Depends(get_token_verifier)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """Authenticate the caller by the bearer token in the Authorization header.
 
     Raises:
-        HTTPException: 401 with `WWW-Authenticate: Bearer` when the token is missing, malformed,
-            badly signed or expired.
+        ApiProblem: 401 with `WWW-Authenticate: Bearer` when the token is missing, malformed,
+            badly signed, expired, or fails the issuer or audience check; 503 when the
+            identity provider's signing keys cannot be fetched.
     """
     if credentials is None:
-        raise HTTPException(
+        raise ApiProblem(
             status.HTTP_401_UNAUTHORIZED,
             "missing bearer token in the Authorization header",
+            problem_type=MISSING_TOKEN,
             headers={"WWW-Authenticate": "Bearer"},
         )
 
     try:
-        return decode_token(credentials.credentials, settings.jwt_secret.get_secret_value())
+        return await verifier.verify(credentials.credentials)
     except InvalidToken as error:
-        raise HTTPException(
+        logger.info("bearer token rejected: %s", error)
+        raise ApiProblem(
             status.HTTP_401_UNAUTHORIZED,
             f"invalid bearer token: {error}",
+            problem_type=INVALID_TOKEN,
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        ) from None
+    except JwksUnavailable as error:
+        _warn_key_set_unavailable(error)
+        raise ApiProblem(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the identity provider's signing keys could not be fetched to verify the token;"
+            " retry later",
+            problem_type=KEY_SET_UNAVAILABLE,
+            headers={"Retry-After": str(KEY_SET_RETRY_SECONDS)},
         ) from None
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+_key_set_failures = 0
+_key_set_warned_at: float | None = None
+
+
+def _warn_key_set_unavailable(error: JwksUnavailable) -> None:
+    """Log the key set failure at most once per `KEY_SET_RETRY_SECONDS`, with a count.
+
+    While the identity provider is down, every request with an asymmetric token fails the
+    same way, and one line per request would bury the rest of the log.
+    """
+    global _key_set_failures, _key_set_warned_at
+    _key_set_failures += 1
+    now = time.monotonic()
+    if _key_set_warned_at is not None and now - _key_set_warned_at < KEY_SET_RETRY_SECONDS:
+        return
+    logger.warning(
+        "token signing keys unavailable, %d requests rejected since the last warning: %s",
+        _key_set_failures,
+        error,
+    )
+    _key_set_failures = 0
+    _key_set_warned_at = now
 
 
 def get_tenant(principal: CurrentPrincipal) -> str:
@@ -88,20 +154,23 @@ def get_tenant(principal: CurrentPrincipal) -> str:
 CurrentTenant = Annotated[str, Depends(get_tenant)]
 
 
-def require_scope(*accepted: str) -> Callable[[Principal], Principal]:
+def require_scope(*accepted: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
     """Build a dependency that admits a caller whose token grants any of the `accepted` scopes.
 
-    The dependency raises HTTPException 403 naming the scopes when the token grants none.
+    The dependency raises ApiProblem 403 naming the scopes when the token grants none. Its
+    `accepted_scopes` attribute holds the scopes, for `required_scopes`.
     """
     if not accepted:
         raise ValueError("require_scope needs at least one scope")
     needed = " or ".join(accepted)
 
-    def check_scope(principal: CurrentPrincipal) -> Principal:
+    # async, so that FastAPI runs the check on the event loop instead of in its thread pool.
+    async def check_scope(principal: CurrentPrincipal) -> Principal:
         if principal.scopes.isdisjoint(accepted):
-            raise HTTPException(
+            raise ApiProblem(
                 status.HTTP_403_FORBIDDEN,
                 f"the token lacks the required scope {needed}",
+                problem_type=INSUFFICIENT_SCOPE,
                 headers={
                     "WWW-Authenticate": (
                         f'Bearer error="insufficient_scope", scope="{" ".join(accepted)}"'
@@ -110,4 +179,33 @@ def require_scope(*accepted: str) -> Callable[[Principal], Principal]:
             )
         return principal
 
+    check_scope.accepted_scopes = frozenset(accepted)  # type: ignore[attr-defined]
     return check_scope
+
+
+def iter_api_routes(routes: Iterable[BaseRoute]) -> Iterator[RouteContext]:
+    """Yield every API route in `routes`, such as an app's, including those of included routers.
+
+    Each route comes as FastAPI's view of it after inclusion: its `path_format` carries the
+    routers' prefixes and its `dependant` their dependencies.
+    """
+    for route in iter_route_contexts(list(routes)):
+        if isinstance(route.original_route, APIRoute):
+            yield route
+
+
+def required_scopes(route: APIRoute | RouteContext) -> list[frozenset[str]]:
+    """Return the scope checks of a route, from its dependencies and theirs.
+
+    Each item is one `require_scope` check: the caller needs any one of its scopes. An empty
+    list means the route checks no scope.
+    """
+    checks = []
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependency = pending.pop(0)
+        accepted = getattr(dependency.call, "accepted_scopes", None)
+        if accepted is not None:
+            checks.append(accepted)
+        pending.extend(dependency.dependencies)
+    return checks

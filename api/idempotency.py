@@ -37,6 +37,8 @@ def normalized_request(request: SubmitJobRequest) -> dict[str, Any]:
         "gpuCount": request.resource_hint.gpu_count,
         "spotOk": request.resource_hint.spot_ok,
         "maxBudgetMicros": credits_to_micros(request.max_budget),
+        "callbackUrl": request.callback_url,
+        "waitForInput": request.wait_for_input,
     }
 
 

@@ -7,8 +7,10 @@ strings that contain JSON objects, so both fields also accept a string and parse
 import json
 import shlex
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -149,6 +151,28 @@ class ResourceHint(CamelModel):
         return self
 
 
+MAX_CALLBACK_URL_LENGTH = 2048
+CALLBACK_URL_SCHEMA = {
+    "format": "uri",
+    "pattern": r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#].*)?$",
+}
+"""OpenAPI schema of a callback URL, so that clients and schemathesis know the rule that
+`check_callback_url` enforces: an absolute http or https URL with a host."""
+
+
+def check_callback_url(value: str | None) -> str | None:
+    """Validate a webhook URL: absolute http or https with a host."""
+    # NOTE: any host is accepted, loopback and private addresses included, so a token holder
+    # can make the worker POST to hosts on its network. Restrict hosts before exposing the
+    # API to untrusted tenants.
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http or https URL, such as https://example.com/hook")
+    return value
+
+
 class SubmitJobRequest(CamelModel):
     """Body of `POST /v1/jobs`."""
 
@@ -163,6 +187,62 @@ class SubmitJobRequest(CamelModel):
     user_id: str | None = Field(
         default=None,
         description="Optional; when present it must equal the token's subject.",
+    )
+    wait_for_input: bool = Field(
+        default=False,
+        description="Hold the job until `POST /v1/jobs/{jobId}/input-ready`, sent after the"
+        " input is uploaded through `POST /v1/jobs/{jobId}/io`; it fails after an hour.",
+    )
+    callback_url: Annotated[str | None, AfterValidator(check_callback_url)] = Field(
+        default=None,
+        max_length=MAX_CALLBACK_URL_LENGTH,
+        description="http or https URL that receives each status change as a signed POST.",
+        json_schema_extra=CALLBACK_URL_SCHEMA,
+    )
+
+
+class CancelJobRequest(CamelModel):
+    """Body of `POST /v1/jobs/{jobId}/cancel`; optional."""
+
+    reason: str = Field(
+        default="cancelled by the user",
+        min_length=1,
+        max_length=1000,
+        description="Why the job is cancelled; the job's failure reason shows it.",
+    )
+
+
+class JobEventView(CamelModel):
+    """One entry of a job's timeline."""
+
+    sequence: int
+    time: str = Field(description="ISO 8601 time of the event.")
+    type: str = Field(
+        description="status, waiting_for_input, input_ready, attempt, attempt_failed,"
+        " instance_launched, segment_billed or settled."
+    )
+    status: JobStatus = Field(description="The job's status after the event.")
+    message: str
+    provider: str | None = None
+    instance_id: str | None = None
+    amount: str | None = Field(
+        default=None, description="Credits billed by a segment or captured at settlement."
+    )
+
+
+class JobEventsView(CamelModel):
+    """Body of `GET /v1/jobs/{jobId}/events`."""
+
+    job_id: str
+    events: list[JobEventView]
+
+
+class WebhookSecretView(CamelModel):
+    """Body of `GET /v1/account/webhook-secret`."""
+
+    tenant_id: str
+    secret: str = Field(
+        description="HMAC-SHA256 key of the tenant's webhook signatures, as 64 hex digits."
     )
 
 
@@ -221,3 +301,31 @@ class JobView(CamelModel):
     started_at: str | None = None
     finished_at: str | None = None
 
+
+
+class JobSummary(CamelModel):
+    """One job in `GET /v1/jobs`, read from its workflow's search attributes."""
+
+    job_id: str
+    status: JobStatus
+    provider: str | None = Field(
+        description="Provider of the job's current or last instance; null before the first launch."
+    )
+    gpu_type: str | None = Field(description="Requested GPU model; null for a CPU-only job.")
+    cost: str = Field(
+        description="Credits accrued as of the job's last status change; final once it ended."
+    )
+    submitted_at: str = Field(description="ISO 8601 time at which the job's workflow started.")
+    closed_at: str | None = Field(
+        description="ISO 8601 time at which the job's workflow closed; null while it runs."
+    )
+
+
+class JobList(CamelModel):
+    """Body of `GET /v1/jobs`."""
+
+    jobs: list[JobSummary]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor`, with the same filters, for the next page; null on the"
+        " last page, which may be empty."
+    )

@@ -124,12 +124,13 @@ def _add_key_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def run_client_command(
-    command: Callable[[Client, argparse.Namespace], None],
+    command: Callable[[Client, argparse.Namespace], int | None],
 ) -> Callable[[argparse.Namespace, Settings], int]:
     """Wrap `command` with the API client and the error handling that every command shares.
 
     The wrapper takes the settings like every `cac` handler, but the API's URL and token
-    come from the arguments and the environment, not from the settings.
+    come from the arguments and the environment, not from the settings. Its exit status is
+    what `command` returns, or 0 when `command` returns None.
     """
 
     def run(args: argparse.Namespace, _settings: Settings) -> int:
@@ -144,7 +145,7 @@ def run_client_command(
 
         try:
             with Client(api_url, token) as client:
-                command(client, args)
+                exit_status = command(client, args)
         except UsageError as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_USAGE
@@ -158,7 +159,7 @@ def run_client_command(
                 file=sys.stderr,
             )
             return EXIT_FAILED
-        return 0
+        return 0 if exit_status is None else exit_status
 
     return run
 
@@ -181,31 +182,31 @@ def describe_api_error(error: ApiError) -> str:
 def _balance(client: Client, args: argparse.Namespace) -> None:
     account = client.balance()
     if args.json:
-        print_json(account)
+        print_json(account.raw)
         return
-    amounts = {name: account[name] for name in ("available", "held", "spent")}
-    width = max(len(amount) for amount in amounts.values())
-    print(f"tenant     {account['tenantId']}")
+    amounts = {"available": account.available, "held": account.held, "spent": account.spent}
+    width = max(len(str(amount)) for amount in amounts.values())
+    print(f"tenant     {account.tenant_id}")
     for name, amount in amounts.items():
-        print(f"{name:<9}  {amount:>{width}}")
+        print(f"{name:<9}  {amount!s:>{width}}")
 
 
 def _quotes(client: Client, args: argparse.Namespace) -> None:
     result = client.quotes(gpu_type=args.gpu_type, gpu_count=args.gpu_count, spot_ok=args.spot_ok)
     if args.json:
-        print_json(result)
+        print_json(result.raw)
         return
     print(f"{'provider':<10} {'region':<12} {'instance':<16} {'gpus':>7} {'spot':<4} "
           f"{'credits/h':>12} {'start s':>7}")
-    for offer in result["offers"]:
-        gpus = f"{offer['gpuCount']}x{offer['gpuType']}" if offer["gpuType"] else "cpu"
+    for offer in result.offers:
+        gpus = f"{offer.gpu_count}x{offer.gpu_type}" if offer.gpu_type else "cpu"
         print(
-            f"{offer['provider']:<10} {offer['region']:<12} {offer['instanceType']:<16} "
-            f"{gpus:>7} {'yes' if offer['spot'] else 'no':<4} {offer['pricePerHour']:>12} "
-            f"{offer['startSeconds']:>7}"
+            f"{offer.provider:<10} {offer.region:<12} {offer.instance_type:<16} "
+            f"{gpus:>7} {'yes' if offer.spot else 'no':<4} {offer.price_per_hour!s:>12} "
+            f"{offer.start_seconds:>7}"
         )
-    if result["failedProviders"]:
-        print(f"no answer from: {', '.join(result['failedProviders'])}")
+    if result.failed_providers:
+        print(f"no answer from: {', '.join(result.failed_providers)}")
 
 
 def _statement(client: Client, args: argparse.Namespace) -> None:

@@ -29,8 +29,9 @@ import ledger
 from api.auth import BILLING_READ, JOBS_READ, JOBS_WRITE, mint_token
 from cli.processes import ChildExited, ChildProcesses, port_in_use
 from config import Settings
-from sdk import FINAL_STATUSES, ApiError
+from sdk import ApiError, Job
 from sdk import Client as ApiClient
+from worker.search_attributes import register_search_attributes
 
 logger = logging.getLogger(__name__)
 
@@ -202,16 +203,20 @@ def _start_temporal(
         ],
         log_path=settings.data_dir / "temporal.log",
     )
-    asyncio.run(_wait_for_temporal(child.check_alive, settings.temporal_address))
+    asyncio.run(_wait_and_register(child.check_alive, settings))
 
 
-async def _wait_for_temporal(check_alive: Callable[[], None], address: str) -> None:
+async def _wait_and_register(check_alive: Callable[[], None], settings: Settings) -> None:
+    client = await _wait_for_temporal(check_alive, settings.temporal_address)
+    await register_search_attributes(client, settings.temporal_namespace)
+
+
+async def _wait_for_temporal(check_alive: Callable[[], None], address: str) -> TemporalClient:
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while True:
         check_alive()
         try:
-            await asyncio.wait_for(TemporalClient.connect(address), timeout=5)
-            return
+            return await asyncio.wait_for(TemporalClient.connect(address), timeout=5)
         # RuntimeError: the connection was refused; RPCError: the server is not ready yet.
         except (RuntimeError, RPCError, TimeoutError) as error:
             if time.monotonic() > deadline:
@@ -308,7 +313,7 @@ def _run_job(
         try:
             job_id = client.submit(
                 spec["agentSpec"], spec.get("resourceHint") or {}, budget
-            )["jobId"]
+            ).job_id
             print(f"submitted job {job_id}", flush=True)
             job = _follow_job(children, client, job_id, timeout)
             balance = client.balance()
@@ -320,48 +325,48 @@ def _run_job(
             return 1
 
     print(
-        f"cost: {job['cost']} credits (maximum budget {job['maxBudget']},"
-        f" captured {job['captured']}, released {job['released']})"
+        f"cost: {job.cost} credits (maximum budget {job.max_budget},"
+        f" captured {job.captured}, released {job.released})"
     )
     print(
-        f"balance of {balance['tenantId']}: available {balance['available']},"
-        f" held {balance['held']}, spent {balance['spent']} credits",
+        f"balance of {balance.tenant_id}: available {balance.available},"
+        f" held {balance.held}, spent {balance.spent} credits",
         flush=True,
     )
-    return 0 if job["status"] == "SUCCEEDED" else 1
+    return 0 if job.status == "SUCCEEDED" else 1
 
 
 def _follow_job(
     children: ChildProcesses, client: ApiClient, job_id: str, timeout: float
-) -> dict[str, Any]:
+) -> Job:
     # A loop of its own instead of Client.wait, so that a crashed worker ends the wait at once.
     deadline = time.monotonic() + timeout
     last_status = None
     while True:
         children.check_alive()
         job = client.get(job_id)
-        if job["status"] != last_status:
-            last_status = job["status"]
+        if job.status != last_status:
+            last_status = job.status
             print(_describe_update(job), flush=True)
-        if job["status"] in FINAL_STATUSES:
+        if job.is_final:
             return job
         if time.monotonic() > deadline:
-            raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout:.0f} s")
+            raise TimeoutError(f"job {job_id} is still {job.status} after {timeout:.0f} s")
         time.sleep(JOB_POLL_SECONDS)
 
 
-def _describe_update(job: dict[str, Any]) -> str:
-    line = f"  {job['status']}"
-    quote = job.get("quote")
+def _describe_update(job: Job) -> str:
+    line = f"  {job.status}"
+    quote = job.quote
     if quote:
         line += (
-            f" on {quote['provider']} ({quote['instanceType']},"
-            f" {quote['pricePerHour']} credits/hour)"
+            f" on {quote.provider} ({quote.instance_type},"
+            f" {quote.price_per_hour} credits/hour)"
         )
-    if job.get("exitCode") is not None:
-        line += f", exit code {job['exitCode']}"
-    if job.get("failureReason"):
-        line += f": {job['failureReason']}"
+    if job.exit_code is not None:
+        line += f", exit code {job.exit_code}"
+    if job.failure_reason:
+        line += f": {job.failure_reason}"
     return line
 
 

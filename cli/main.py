@@ -16,6 +16,7 @@ from api.app import serve
 from api.auth import BILLING_READ, JOBS_READ, JOBS_WRITE, mint_token
 from cli.billing import add_billing_commands
 from cli.dev import DevError, DevOptions, run_dev
+from cli.jobs import add_job_commands
 from cli.ledger_verify import add_ledger_commands
 from cli.ops import add_ops_commands
 from config import Settings
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Each of these commands sets `handler`, which `main` calls with the arguments and the
     # settings.
+    add_job_commands(commands)
     add_billing_commands(commands)
     add_ledger_commands(commands)
     add_ops_commands(commands)
@@ -164,6 +166,8 @@ def _print_token(settings: Settings, args: argparse.Namespace) -> int:
             subject=args.sub,
             scopes=args.scope.split(),
             ttl_seconds=args.ttl,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

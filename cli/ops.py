@@ -1,13 +1,26 @@
-"""`cac ops`: operator commands over the API.
+"""`cac ops`: operator commands.
 
 `cac ops variance` prints the jobs whose providers charged more than they quoted, with the
 platform's margin on each (scope billing:admin).
+
+`cac ops init` talks to Temporal, not to the API: it registers the job search attributes in
+the configured namespace, which a new Temporal cluster needs before the first job starts.
 """
 
 import argparse
+import asyncio
+import sys
+
+from temporalio.service import RPCError
 
 from cli.billing import UsageError, api_arguments, print_json, print_table, run_client_command
+from config import Settings
 from sdk import Client
+from worker.client import connect_temporal
+from worker.search_attributes import register_search_attributes
+from workflows.search_attributes import JOB_SEARCH_ATTRIBUTES
+
+CONNECT_TIMEOUT_SECONDS = 10.0
 
 
 def add_ops_commands(commands: argparse._SubParsersAction) -> None:
@@ -36,6 +49,13 @@ def add_ops_commands(commands: argparse._SubParsersAction) -> None:
         help="most jobs listed, from 1 to 1000 (default: %(default)s)",
     )
     variance.set_defaults(handler=run_client_command(_variance))
+
+    init = actions.add_parser(
+        "init",
+        help="register the job search attributes in the Temporal namespace that"
+        " CAC_TEMPORAL_ADDRESS and CAC_TEMPORAL_NAMESPACE name; safe to run again",
+    )
+    init.set_defaults(handler=_init)
 
 
 def _variance(client: Client, args: argparse.Namespace) -> None:
@@ -79,3 +99,46 @@ def _variance(client: Client, args: argparse.Namespace) -> None:
         ]
     )
     print_table(rows, right_aligned={3, 4, 5, 6, 7})
+
+
+class _TemporalUnreachable(Exception):
+    """The connection to Temporal failed or timed out; the message states how."""
+
+
+def _init(_args: argparse.Namespace, settings: Settings) -> int:
+    where = f"namespace {settings.temporal_namespace} at {settings.temporal_address}"
+    try:
+        added = asyncio.run(_register(settings))
+    except _TemporalUnreachable as error:
+        print(
+            f"error: cannot reach Temporal at {settings.temporal_address}: {error};"
+            " start it, or set CAC_TEMPORAL_ADDRESS",
+            file=sys.stderr,
+        )
+        return 1
+    except RPCError as error:
+        print(f"error: Temporal rejected the request for {where}: {error}", file=sys.stderr)
+        return 1
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+    if not added:
+        print(f"all job search attributes were already registered in {where}")
+        return 0
+    types = {key.name: key.indexed_value_type.name for key in JOB_SEARCH_ATTRIBUTES}
+    print(f"registered {len(added)} search attributes in {where}:")
+    for name in added:
+        print(f"  {name} ({types[name]})")
+    return 0
+
+
+async def _register(settings: Settings) -> list[str]:
+    try:
+        client = await asyncio.wait_for(connect_temporal(settings), CONNECT_TIMEOUT_SECONDS)
+    except TimeoutError:
+        raise _TemporalUnreachable(f"timed out after {CONNECT_TIMEOUT_SECONDS:.0f} s") from None
+    except RuntimeError as error:
+        # The SDK raises RuntimeError when the connection fails, such as when it is refused.
+        raise _TemporalUnreachable(str(error)) from None
+    return await register_search_attributes(client, settings.temporal_namespace)

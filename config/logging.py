@@ -2,15 +2,37 @@
 
 Temporal's workflow and activity loggers attach a `temporal_workflow` or `temporal_activity`
 dict to each record. The formatter lifts the workflow id out of it as `job_id`, because the
-workflow id is the job id, so every line about a job can be found by that one field.
+workflow id is the job id, so every line about a job can be found by that one field, and the
+workflow's run id as `run_id`.
+
+A line also carries `tenant_id` while code runs inside `tenant_log_context` (the worker enters
+it for each workflow and activity whose input names a tenant), and `trace_id` and `span_id`
+while an OpenTelemetry span is current, so that a log line leads to its trace.
 """
 
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
+from opentelemetry import trace
+
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+_tenant_id: ContextVar[str | None] = ContextVar("cac_log_tenant_id", default=None)
+
+
+@contextmanager
+def tenant_log_context(tenant_id: str | None) -> Iterator[None]:
+    """Add `tenant_id` to every JSON log line written in this context; None adds nothing."""
+    token = _tenant_id.set(tenant_id)
+    try:
+        yield
+    finally:
+        _tenant_id.reset(token)
 
 
 class JsonFormatter(logging.Formatter):
@@ -33,6 +55,15 @@ class JsonFormatter(logging.Formatter):
             if "activity_type" in temporal:
                 entry["activity"] = temporal["activity_type"]
                 entry["attempt"] = temporal.get("attempt")
+
+        tenant_id = getattr(record, "tenant_id", None) or _tenant_id.get()
+        if tenant_id is not None:
+            entry["tenant_id"] = tenant_id
+
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            entry["trace_id"] = trace.format_trace_id(span_context.trace_id)
+            entry["span_id"] = trace.format_span_id(span_context.span_id)
 
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRIBUTES and key not in entry and not key.startswith("temporal_"):

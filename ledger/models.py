@@ -262,3 +262,19 @@ segment. `charged_*` is what the provider reports charging, or the quoted figure
 provider reports no price (`reported` is false then). The charged cost is booked by the
 `transaction_id` transaction.
 """
+
+low_balance_alerts = sa.Table(
+    "low_balance_alerts",
+    metadata,
+    sa.Column("tenant_id", sa.Text(), primary_key=True),
+    sa.Column("threshold", sa.BigInteger(), nullable=False),
+    sa.Column("callback_url", sa.Text(), nullable=False),
+    sa.Column("armed", sa.Boolean(), nullable=False),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.CheckConstraint("threshold > 0", name="threshold_positive"),
+)
+"""A tenant's low-balance alert: notify `callback_url` when available credits fall below
+`threshold` micro-credits. `armed` is true while the balance is at or above the threshold, so
+each fall below it notifies once (`ledger.alerts`)."""

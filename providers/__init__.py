@@ -12,6 +12,7 @@ from providers.base import (
     InstanceState,
     InstanceStatus,
     ListsManagedInstances,
+    LogsNotAvailable,
     ManagedInstance,
     Offer,
     OutOfCapacity,
@@ -20,6 +21,7 @@ from providers.base import (
     ProviderError,
     ProvisionRequest,
     QuoteRequest,
+    ReadsLogs,
     TransientProviderError,
 )
 
@@ -29,6 +31,7 @@ __all__ = [
     "InstanceState",
     "InstanceStatus",
     "ListsManagedInstances",
+    "LogsNotAvailable",
     "ManagedInstance",
     "Offer",
     "OutOfCapacity",
@@ -37,5 +40,6 @@ __all__ = [
     "ProviderError",
     "ProvisionRequest",
     "QuoteRequest",
+    "ReadsLogs",
     "TransientProviderError",
 ]

@@ -40,6 +40,7 @@ from providers.base import (
     InstanceNotFound,
     InstanceState,
     InstanceStatus,
+    LogsNotAvailable,
     ManagedInstance,
     Offer,
     OutOfCapacity,
@@ -315,6 +316,22 @@ class AwsProvider:
             final.billable_seconds,
         )
         return final
+
+    async def logs(self, instance_id: str, max_bytes: int) -> str:
+        """Return the tail of the instance's console output, which carries the job's output.
+
+        NOTE: EC2 publishes console output with a delay of minutes, and keeps only its last
+        64 KB, so a running job's newest lines may be missing.
+
+        Raises:
+            InstanceNotFound: EC2 does not list the instance.
+            LogsNotAvailable: EC2 has no console output for the instance yet.
+        """
+        response = await self._call("get_console_output", InstanceId=instance_id, Latest=True)
+        output = response.get("Output")
+        if not output:
+            raise LogsNotAvailable(f"EC2 has no console output for instance {instance_id} yet")
+        return output.encode()[-max_bytes:].decode("utf-8", errors="replace")
 
     async def list_managed_instances(self) -> list[ManagedInstance]:
         """Return the instances tagged `cac:managed=true` that are not terminated.

@@ -44,6 +44,10 @@ class InstanceNotFound(PermanentProviderError):
     """The provider does not list the instance, because it is not visible yet or is gone."""
 
 
+class LogsNotAvailable(PermanentProviderError):
+    """The provider keeps no output of the instance's command that this adapter can read."""
+
+
 @dataclass
 class QuoteRequest:
     """Resources a job requests, as passed to a provider for quoting."""
@@ -222,4 +226,17 @@ class ListsManagedInstances(Protocol):
 
     async def list_managed_instances(self) -> list[ManagedInstance]:
         """Return the instances this system launched that are not terminated yet."""
+        ...
+
+
+class ReadsLogs(Protocol):
+    """A provider adapter that can read the output of an instance's command."""
+
+    async def logs(self, instance_id: str, max_bytes: int) -> str:
+        """Return the last `max_bytes` bytes of the command's output, decoded as UTF-8.
+
+        Raises:
+            InstanceNotFound: The provider does not list the instance.
+            LogsNotAvailable: The provider keeps no output for this instance.
+        """
         ...

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,6 +306,26 @@ class FakeProvider:
             self._save()
             logger.info("Terminated fake instance %s of job %s", instance_id, instance.job_id)
         return instance.status_at(max(now, instance.terminated_at))
+
+    async def logs(self, instance_id: str, max_bytes: int) -> str:
+        """Return a simulated log of the instance's timeline; nothing runs, so it has no output.
+
+        Raises:
+            InstanceNotFound: The instance id is unknown.
+        """
+        instance = self._get(instance_id)
+        lines = [
+            f"fake instance {instance_id} launched for job {instance.job_id} at"
+            f" {instance.launched_at:.0f}",
+            f"running {shlex.join(instance.command)} in {instance.image} from"
+            f" {instance.running_at:.0f}",
+            f"{instance.end_state.value} at {instance.ends_at:.0f}"
+            + (f": {instance.end_message}" if instance.end_message else ""),
+        ]
+        if instance.terminated_at is not None:
+            lines.append(f"terminated at {instance.terminated_at:.0f}")
+        text = "".join(f"{line}\n" for line in lines).encode()
+        return text[-max_bytes:].decode("utf-8", errors="replace")
 
     async def list_managed_instances(self) -> list[ManagedInstance]:
         """Return the instances that were launched, not terminated and not absent."""

@@ -10,6 +10,12 @@ client token. The directory contains:
 * `job.log`: stdout and stderr of the command, and the runner's error messages.
 * `start.json`, `exit.json`: written by `providers.local_runner`, see there.
 * `terminate.json`: the time of the first `terminate` request.
+* `outputs.json`: the record of the output upload, see `providers.local_staging`.
+
+With an object store, `provision` copies the job's input object, if one was uploaded by then,
+to `input/input` before the command starts. Once the command has exited, the first `status` or
+`terminate` call uploads the archive of `output/` before it returns the final state, so a job
+reported finished has its outputs in the store.
 
 All state lives in these files, so a restarted worker, or another `LocalProvider` object,
 reads status and terminates jobs that an earlier one launched. The image is only recorded,
@@ -34,11 +40,11 @@ from typing import Any
 
 from providers.base import (
     FINAL_INSTANCE_STATES,
+    InstanceNotFound,
     InstanceState,
     InstanceStatus,
     ManagedInstance,
     Offer,
-    InstanceNotFound,
     PermanentProviderError,
     ProvisionRequest,
     QuoteRequest,
@@ -50,6 +56,14 @@ from providers.local_runner import (
     LOG_FILE,
     START_FILE,
     write_json_atomic,
+)
+from providers.local_staging import UploadInProgress, download_input, upload_outputs_once
+from storage.base import (
+    InvalidObjectKey,
+    ObjectStore,
+    ObjectStoreError,
+    job_input_key,
+    job_output_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -87,6 +101,7 @@ class LocalProvider:
         price_per_hour_micros: int,
         terminate_grace_seconds: float = 5.0,
         kill_wait_seconds: float = 2.0,
+        store: ObjectStore | None = None,
     ) -> None:
         """Create the provider.
 
@@ -98,12 +113,14 @@ class LocalProvider:
                 it sends SIGKILL.
             kill_wait_seconds: Seconds that `terminate` waits after SIGKILL for the
                 process group to exit before it raises TransientProviderError.
+            store: Store of job inputs and outputs; None stages nothing in or out.
         """
         self.name = name
         self.work_root = work_root.resolve()
         self.price_per_hour_micros = price_per_hour_micros
         self.terminate_grace_seconds = terminate_grace_seconds
         self.kill_wait_seconds = kill_wait_seconds
+        self.store = store
 
     async def quote(self, request: QuoteRequest) -> list[Offer]:
         """Return one offer for a CPU-only request and none for a GPU request."""
@@ -132,9 +149,11 @@ class LocalProvider:
         with exit code 127 (not found) or 126 (not executable), and the reason is in job.log.
 
         Raises:
-            PermanentProviderError: The offer is not this provider's, the command is empty
-                or the client token cannot be a directory name.
-            TransientProviderError: The job directory could not be written.
+            PermanentProviderError: The offer is not this provider's, the command is empty,
+                the client token cannot be a directory name or the job id cannot name
+                objects in the store.
+            TransientProviderError: The job directory could not be written, or the input
+                could not be read from the store.
         """
         if request.offer.provider != self.name:
             raise PermanentProviderError(
@@ -145,6 +164,11 @@ class LocalProvider:
         job_dir = self._job_dir(request.client_token)
 
         try:
+            # An adopted instance already has its input, and its command may be reading it.
+            # A job is provisioned moments after its submission, so a job with an input is
+            # submitted with waitForInput and placed only after its input-ready signal.
+            if self.store is not None and not (job_dir / LAUNCH_FILE).exists():
+                await self._stage_input(job_dir, request.job_id)
             return self._launch(job_dir, request)
         except OSError as error:
             raise TransientProviderError(
@@ -154,12 +178,19 @@ class LocalProvider:
     async def status(self, instance_id: str, now: float) -> InstanceStatus:
         """Return the instance's state, read from its job directory; `now` is ignored.
 
+        A final state is returned only after the job's outputs are in the store.
+
         Raises:
             PermanentProviderError: No job directory was launched for this id.
+            TransientProviderError: The job directory could not be read, or the outputs
+                could not be uploaded or are being uploaded by another call.
         """
         job_dir = self._launched_job_dir(instance_id)
         try:
-            return _read_status(instance_id, job_dir)
+            status = _read_status(instance_id, job_dir)
+            if status.state in FINAL_INSTANCE_STATES:
+                await self._stage_outputs(instance_id, job_dir)
+            return status
         except OSError as error:
             raise TransientProviderError(
                 f"could not read local instance {instance_id}: {error}"
@@ -173,13 +204,16 @@ class LocalProvider:
         already exited before the first terminate request.
 
         Raises:
-            TransientProviderError: The runner has not started yet, or the process group
-                had not exited `kill_wait_seconds` after SIGKILL.
+            TransientProviderError: The runner has not started yet, the process group
+                had not exited `kill_wait_seconds` after SIGKILL, or the outputs could not be
+                uploaded.
             PermanentProviderError: No job directory was launched for this id.
         """
         job_dir = self._launched_job_dir(instance_id)
         try:
-            return await self._terminate(instance_id, job_dir)
+            status = await self._terminate(instance_id, job_dir)
+            await self._stage_outputs(instance_id, job_dir)
+            return status
         except OSError as error:
             raise TransientProviderError(
                 f"could not terminate local instance {instance_id}: {error}"
@@ -219,9 +253,64 @@ class LocalProvider:
         """Return the path of the job's combined stdout and stderr log."""
         return self._job_dir(instance_id) / LOG_FILE
 
+    async def logs(self, instance_id: str, max_bytes: int) -> str:
+        """Return the last `max_bytes` bytes of the job's log; an empty string before the
+        command writes any.
+
+        Raises:
+            InstanceNotFound: No job directory exists for the instance.
+        """
+        job_dir = self._launched_job_dir(instance_id)
+        return await asyncio.to_thread(_read_tail, job_dir / LOG_FILE, max_bytes)
+
     def output_dir(self, instance_id: str) -> Path:
         """Return the directory that the job's command writes its outputs to."""
         return self._job_dir(instance_id) / OUTPUT_DIR
+
+    async def _stage_input(self, job_dir: Path, job_id: str) -> None:
+        try:
+            job_input_key(job_id)
+        except InvalidObjectKey as error:
+            raise PermanentProviderError(str(error)) from error
+
+        input_dir = job_dir / INPUT_DIR
+        input_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            found = await asyncio.to_thread(download_input, self.store, job_id, input_dir)
+        except ObjectStoreError as error:
+            raise TransientProviderError(
+                f"could not read the input of job {job_id}: {error}"
+            ) from error
+        if found:
+            logger.info("Copied the input of job %s into %s", job_id, input_dir)
+        else:
+            logger.info("Job %s has no input uploaded; its input directory is empty", job_id)
+
+    async def _stage_outputs(self, instance_id: str, job_dir: Path) -> None:
+        """Upload the job's outputs unless an earlier call did; see `local_staging`."""
+        if self.store is None:
+            return
+        job_id = (_read_json(job_dir / JOB_FILE) or {}).get("job_id", "")
+        try:
+            job_output_key(job_id)
+        except InvalidObjectKey as error:
+            # A launch that stopped before it wrote job.json leaves no job id behind.
+            logger.warning("Outputs of local instance %s are not uploaded: %s", instance_id, error)
+            return
+
+        try:
+            await asyncio.to_thread(
+                upload_outputs_once, self.store, job_id, job_dir, job_dir / OUTPUT_DIR
+            )
+        except UploadInProgress:
+            raise TransientProviderError(
+                f"the outputs of local instance {instance_id} are still being uploaded;"
+                " call again"
+            ) from None
+        except ObjectStoreError as error:
+            raise TransientProviderError(
+                f"could not upload the outputs of local instance {instance_id}: {error}"
+            ) from error
 
     def _job_dir(self, instance_id: str) -> Path:
         if not _INSTANCE_ID_PATTERN.fullmatch(instance_id):
@@ -524,3 +613,14 @@ def _inherited_environment() -> dict[str, str]:
         for name, value in os.environ.items()
         if name in INHERITED_VARIABLES or name.startswith("LC_")
     }
+
+
+def _read_tail(path: Path, max_bytes: int) -> str:
+    try:
+        with path.open("rb") as log:
+            log.seek(0, os.SEEK_END)
+            size = log.tell()
+            log.seek(max(0, size - max_bytes))
+            return log.read(max_bytes).decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""

@@ -7,12 +7,14 @@ from ledger.money import credits_to_micros
 from providers.base import ProviderClient
 from providers.fake import FakeProvider
 from providers.local import LocalProvider
+from storage import build_object_store
 
 
 def _build_local(settings: Settings) -> LocalProvider:
     return LocalProvider(
         work_root=settings.data_dir / "jobs",
         price_per_hour_micros=credits_to_micros(settings.local_price_per_hour),
+        store=build_object_store(settings),
     )
 
 

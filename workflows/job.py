@@ -10,7 +10,8 @@ or kind of commands it issues breaks the replay of jobs already running; such a 
 """
 
 import asyncio
-from datetime import timedelta
+import dataclasses
+from datetime import datetime, timedelta
 from enum import Enum
 
 from temporalio import workflow
@@ -19,6 +20,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.jobs import JobActivities
+    from activities.metrics import record_job_status
+    from activities.webhooks import (
+        WEBHOOK_REJECTED,
+        LowBalanceDelivery,
+        WebhookActivities,
+        WebhookDelivery,
+    )
     from activities.types import (
         INSUFFICIENT_CREDITS,
         OUT_OF_CAPACITY,
@@ -30,15 +38,21 @@ with workflow.unsafe.imports_passed_through():
         ProvisionInput,
         SettleInput,
     )
+    from ledger.alerts import LowBalanceNotice
     from ledger.money import micros_to_credits
     from ledger.provider_costs import ProviderCharge
     from providers.base import InstanceState, Offer, ProvisionRequest, QuoteRequest
     from workflows.quoting import collect_offers
+    from workflows.search_attributes import COST_MICROS, JOB_STATUS, PROVIDER
     from workflows.selection import Constraints, Policy, rank_offers
     from workflows.types import (
         FINAL_JOB_STATUSES,
         Attempt,
         CancelRequest,
+        Checkpoint,
+        InputReady,
+        JobEvent,
+        JobEventType,
         JobInput,
         JobState,
         JobStatus,
@@ -57,6 +71,21 @@ TERMINATE_TIMEOUT = timedelta(minutes=2)
 # Unlimited attempts, because teardown and settlement must finish for the job to be correct:
 # an instance left running keeps costing money, and a hold left open locks the tenant's credits.
 UNTIL_DONE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
+
+WEBHOOK_TIMEOUT = timedelta(seconds=30)
+# A receiver that is down is retried with backoff for up to a day; after that the event is
+# logged as undelivered and the next one is sent.
+WEBHOOK_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
+WEBHOOK_DEADLINE = timedelta(days=1)
+
+SEARCH_ATTRIBUTES_PATCH = "search-attributes"
+CONTINUE_AS_NEW_PATCH = "continue-as-new"
+"""Patch id of continuing as new, which jobs started before it never do."""
+"""Patch id of the search attribute updates, which jobs started before them do not make."""
+
+
+class _ContinueAsNew(Exception):
+    """Raised inside monitoring to continue the job as a new run with its state."""
 
 
 class _InstanceEnd(Enum):
@@ -89,12 +118,47 @@ class JobWorkflow:
         """Cost of the segments whose instances are already torn down."""
         self._last_billable_seconds = 0
         """Billable seconds of the current instance at its last status check."""
+        self._delivered_events = 0
+        """Number of events in the timeline that the webhook loop has handled."""
+        self._closing = False
+        self._input_ready = False
+        self._outcome: tuple[JobStatus, str] | None = None
+        """Final status and reason, decided by `_finish`; the job shows it only once its
+        instance is torn down and its hold settled."""
+        self._config: JobConfig | None = None
+        self._preemptions = 0
+        self._lost: list[Offer] = []
+        """Offers whose instances were preempted or never ready; never tried again."""
+        self._monitor_started_at = workflow.now()
+        """Start of monitoring of the current instance: its readiness clock."""
+        self._listed_before = False
+        """Whether the provider has listed the current instance."""
+        self._notices: list[asyncio.Task] = []
+        """Deliveries of low-balance notices, awaited before the workflow completes."""
 
     @workflow.run
     async def run(self, input: JobInput) -> JobState:
         """Run the job to a final status and return its final state."""
+        if input.checkpoint is not None:
+            self._restore(input.checkpoint)
+        else:
+            self._event(JobEventType.STATUS, "the job was submitted")
+        deliveries = None
+        if input.callback_url:
+            deliveries = asyncio.create_task(self._deliver_webhooks(input.callback_url))
+
         try:
-            await self._place_and_run()
+            if input.checkpoint is not None:
+                await self._run_placed()
+            else:
+                await self._place_and_run()
+        except _ContinueAsNew:
+            workflow.logger.info(
+                "job %s continues as new after %d history events",
+                self._input.job_id,
+                workflow.info().get_current_history_length(),
+            )
+            workflow.continue_as_new(dataclasses.replace(input, checkpoint=self._checkpoint()))
         except asyncio.CancelledError:
             # A Temporal cancel request. Clean up as for a cancel signal, then complete
             # normally, so the final state and its settlement stay readable in the result.
@@ -102,6 +166,13 @@ class JobWorkflow:
 
         await self._tear_down()
         await self._settle()
+        self._complete()
+
+        self._closing = True
+        if deliveries is not None:
+            await deliveries
+        for notice in self._notices:
+            await notice
         return self._state
 
     @workflow.query
@@ -110,17 +181,26 @@ class JobWorkflow:
         return self._state
 
     @workflow.signal
+    def input_ready(self, _: InputReady) -> None:
+        """Let a job that waits for its input go on to placement."""
+        self._input_ready = True
+
+    @workflow.signal
     def cancel(self, request: CancelRequest) -> None:
         """Ask the job to stop; it tears down, charges the time used and ends CANCELLED."""
         if self._cancel_reason is None:
             self._cancel_reason = request.reason or "cancelled by the user"
 
     async def _place_and_run(self) -> None:
+        if self._input.wait_for_input and not await self._wait_for_input():
+            return
+
         config = await workflow.execute_activity_method(
             JobActivities.load_job_config,
             JobConfigInput(),
             start_to_close_timeout=CONFIG_TIMEOUT,
         )
+        self._config = config
         self._set_status(JobStatus.QUEUED)
 
         offers = await self._collect_offers(config)
@@ -140,32 +220,41 @@ class JobWorkflow:
 
         if not await self._provision(ranking.offers, config.max_attempts):
             return
+        await self._run_placed()
 
-        preemptions = 0
-        lost: list[Offer] = []
+    async def _run_placed(self) -> None:
+        """Monitor the live instance until the job is done, placing the job again after a
+        preemption or an instance that is never ready."""
+        config = self._config
+        assert config is not None
         while (ended := await self._monitor(config)) != _InstanceEnd.JOB_DONE:
             # The instance was preempted or never became ready: bill its segment, then place
             # the job again on the best offer that fits the remaining budget, never one lost.
             assert self._offer is not None
-            lost.append(self._offer)
+            self._lost.append(self._offer)
             await self._tear_down()
             if ended == _InstanceEnd.PREEMPTED:
-                preemptions += 1
+                self._preemptions += 1
                 what = "the spot instance was preempted"
-                if preemptions > config.max_preemptions:
+                if self._preemptions > config.max_preemptions:
                     self._finish(
                         JobStatus.FAILED,
-                        f"{what} {preemptions} times, more than the "
+                        f"{what} {self._preemptions} times, more than the "
                         f"{config.max_preemptions} this worker recovers from",
                     )
                     return
             else:
                 what = f"the instance was not ready within {config.readiness_timeout_seconds} s"
                 self._state.attempts[-1].error = what
+                self._event(
+                    JobEventType.ATTEMPT_FAILED,
+                    f"attempt {self._attempt_number}: {what}",
+                    provider=self._offer.provider,
+                )
 
             remaining = self._state.held_micros - self._closed_cost_micros
             ranking = rank_offers(
-                [offer for offer in self._state.offers if offer not in lost],
+                [offer for offer in self._state.offers if offer not in self._lost],
                 self._constraints(remaining),
                 self._policy(),
             )
@@ -180,6 +269,23 @@ class JobWorkflow:
             self._set_status(JobStatus.PROVISIONING)
             if not await self._provision(ranking.offers, config.max_attempts):
                 return
+
+    async def _wait_for_input(self) -> bool:
+        """Wait for the input_ready signal; return False if the job ended instead."""
+        timeout = self._input.input_timeout_seconds
+        self._event(JobEventType.WAITING_FOR_INPUT, "waiting for the job's input to be uploaded")
+        try:
+            await workflow.wait_condition(
+                lambda: self._input_ready or self._cancel_reason is not None,
+                timeout=timedelta(seconds=timeout),
+            )
+        except asyncio.TimeoutError:
+            self._finish(JobStatus.FAILED, f"the job's input was not uploaded within {timeout} s")
+            return False
+        if self._cancelled():
+            return False
+        self._event(JobEventType.INPUT_READY, "the job's input was uploaded")
+        return True
 
     async def _collect_offers(self, config: JobConfig) -> list[Offer]:
         request = QuoteRequest(
@@ -224,7 +330,7 @@ class JobWorkflow:
     async def _hold_budget(self) -> bool:
         amount = self._input.max_budget_micros
         try:
-            await workflow.execute_activity_method(
+            held = await workflow.execute_activity_method(
                 JobActivities.hold_budget,
                 BudgetRequest(
                     tenant_id=self._input.tenant_id,
@@ -243,7 +349,26 @@ class JobWorkflow:
             return False
 
         self._state.held_micros = amount
+        if held.low_balance is not None:
+            self._notices.append(asyncio.create_task(self._deliver_notice(held.low_balance)))
         return True
+
+    async def _deliver_notice(self, notice: LowBalanceNotice) -> None:
+        try:
+            await workflow.execute_activity_method(
+                WebhookActivities.deliver_low_balance,
+                LowBalanceDelivery(notice=notice, job_id=self._input.job_id),
+                start_to_close_timeout=WEBHOOK_TIMEOUT,
+                schedule_to_close_timeout=WEBHOOK_DEADLINE,
+                retry_policy=WEBHOOK_RETRY,
+            )
+        except ActivityError as error:
+            workflow.logger.warning(
+                "job %s: the low-balance notice to %s was not delivered: %s",
+                self._input.job_id,
+                notice.callback_url,
+                _describe(error),
+            )
 
     async def _provision(self, ranked: list[Offer], max_attempts: int) -> bool:
         """Launch on the best offer that has capacity, trying at most `max_attempts` offers;
@@ -258,6 +383,11 @@ class JobWorkflow:
             number = self._attempt_number
             attempt = Attempt(number=number, offer=offer)
             self._state.attempts.append(attempt)
+            self._event(
+                JobEventType.ATTEMPT,
+                f"attempt {number}: launching {offer.instance_type} in {offer.region}",
+                provider=offer.provider,
+            )
             request = ProvisionRequest(
                 client_token=f"{self._input.job_id}-{number}",
                 job_id=self._input.job_id,
@@ -286,6 +416,11 @@ class JobWorkflow:
                 workflow.logger.warning(
                     "attempt %d on %s/%s: %s: %s",
                     number, offer.provider, offer.instance_type, kind, attempt.error,
+                )
+                self._event(
+                    JobEventType.ATTEMPT_FAILED,
+                    f"attempt {number}: {kind}: {attempt.error}",
+                    provider=offer.provider,
                 )
                 # TODO: a launch that timed out may still have created an instance under this
                 # client token; finding and terminating it belongs to provider-side adoption.
@@ -316,14 +451,25 @@ class JobWorkflow:
         self._instance_live = True
         self._state.chosen_offer = offer
         self._state.instance_id = instance_id
+        self._monitor_started_at = workflow.now()
+        self._listed_before = False
+        self._update_search_attributes()
+        self._event(
+            JobEventType.INSTANCE_LAUNCHED,
+            f"attempt {self._attempt_number}: launched instance {instance_id}",
+            provider=offer.provider,
+            instance_id=instance_id,
+        )
 
     async def _monitor(self, config: JobConfig) -> "_InstanceEnd":
         """Poll the instance until the job ends, the spot instance is preempted, or the
         instance misses its readiness deadline."""
-        launched_at = workflow.now()
-        readiness_deadline = launched_at + timedelta(seconds=config.readiness_timeout_seconds)
-        listed_before = False
+        readiness_deadline = self._monitor_started_at + timedelta(
+            seconds=config.readiness_timeout_seconds
+        )
         while True:
+            if self._history_too_long(config):
+                raise _ContinueAsNew()
             if await self._cancel_requested_within(config.poll_interval_seconds):
                 self._cancelled()
                 return _InstanceEnd.JOB_DONE
@@ -335,9 +481,9 @@ class JobWorkflow:
             )
             self._state.cost_micros = self._closed_cost_micros + report.cost_micros
             self._last_billable_seconds = report.billable_seconds
-            if not report.listed and listed_before:
+            if not report.listed and self._listed_before:
                 return self._on_instance_vanished(report)
-            listed_before = listed_before or report.listed
+            self._listed_before = self._listed_before or report.listed
 
             if report.state != InstanceState.PENDING:
                 if not self._state.started_at:
@@ -370,6 +516,52 @@ class JobWorkflow:
                     f"budget exhausted: the accrued cost reached the maximum budget of {budget} credits",
                 )
                 return _InstanceEnd.JOB_DONE
+
+    def _history_too_long(self, config: JobConfig) -> bool:
+        """Whether to continue as new now: the history is long, and nothing is in flight that
+        the new run would lose, namely no webhook or low-balance delivery still pending."""
+        info = workflow.info()
+        too_long = (
+            info.get_current_history_length() >= config.history_event_limit
+            or info.is_continue_as_new_suggested()
+        )
+        if not too_long or self._cancel_reason is not None:
+            return False
+        if self._delivered_events < len(self._state.events):
+            return False
+        if any(not notice.done() for notice in self._notices):
+            return False
+        return workflow.patched(CONTINUE_AS_NEW_PATCH)
+
+    def _checkpoint(self) -> Checkpoint:
+        assert self._config is not None and self._offer is not None
+        return Checkpoint(
+            state=self._state,
+            config=self._config,
+            offer=self._offer,
+            attempt_number=self._attempt_number,
+            closed_cost_micros=self._closed_cost_micros,
+            last_billable_seconds=self._last_billable_seconds,
+            monitor_started_at=self._monitor_started_at.isoformat(),
+            listed_before=self._listed_before,
+            preemptions=self._preemptions,
+            lost=self._lost,
+            delivered_events=self._delivered_events,
+        )
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        self._state = checkpoint.state
+        self._config = checkpoint.config
+        self._offer = checkpoint.offer
+        self._instance_live = True
+        self._attempt_number = checkpoint.attempt_number
+        self._closed_cost_micros = checkpoint.closed_cost_micros
+        self._last_billable_seconds = checkpoint.last_billable_seconds
+        self._monitor_started_at = datetime.fromisoformat(checkpoint.monitor_started_at)
+        self._listed_before = checkpoint.listed_before
+        self._preemptions = checkpoint.preemptions
+        self._lost = checkpoint.lost
+        self._delivered_events = checkpoint.delivered_events
 
     def _on_instance_vanished(self, report: InstanceReport) -> "_InstanceEnd":
         """End monitoring of an instance that the provider listed before and lists no more."""
@@ -446,6 +638,14 @@ class JobWorkflow:
                 provider_cost_micros=report.provider_cost_micros,
             )
         )
+        self._event(
+            JobEventType.SEGMENT_BILLED,
+            f"instance {self._state.instance_id} ended {report.state.value} after"
+            f" {report.billable_seconds} billable seconds",
+            provider=self._offer.provider,
+            instance_id=self._state.instance_id,
+            amount_micros=report.cost_micros,
+        )
         self._last_billable_seconds = 0
         self._closed_cost_micros += report.cost_micros
         if report.provider_cost_micros is None:
@@ -476,6 +676,12 @@ class JobWorkflow:
         self._state.captured_micros = settled.captured_micros
         self._state.released_micros = settled.released_micros
         self._state.cost_micros = settled.captured_micros
+        self._event(
+            JobEventType.SETTLED,
+            f"captured {micros_to_credits(settled.captured_micros)} credits and released"
+            f" {micros_to_credits(settled.released_micros)}",
+            amount_micros=settled.captured_micros,
+        )
 
     def _provider_charge(self, segment: Segment) -> ProviderCharge:
         reported = segment.provider_cost_micros is not None
@@ -511,17 +717,103 @@ class JobWorkflow:
     def _set_status(self, status: JobStatus) -> None:
         if self._state.status in FINAL_JOB_STATUSES or self._state.status == status:
             return
+        if self._outcome is not None and status not in FINAL_JOB_STATUSES:
+            return
         workflow.logger.info("job %s is %s", self._input.job_id, status.value)
         self._state.status = status
+        if not workflow.unsafe.is_replaying():
+            record_job_status(status.value)
+        self._update_search_attributes()
+        message = f"the job is {status.value}"
+        if self._state.failure_reason:
+            message = f"{message}: {self._state.failure_reason}"
+        self._event(JobEventType.STATUS, message)
+
+    def _event(
+        self,
+        type: JobEventType,
+        message: str,
+        *,
+        provider: str | None = None,
+        instance_id: str | None = None,
+        amount_micros: int | None = None,
+    ) -> None:
+        self._state.events.append(
+            JobEvent(
+                sequence=len(self._state.events) + 1,
+                time=workflow.now().isoformat(),
+                type=type,
+                status=self._state.status,
+                message=message,
+                provider=provider,
+                instance_id=instance_id,
+                amount_micros=amount_micros,
+            )
+        )
+
+    async def _deliver_webhooks(self, url: str) -> None:
+        """Send each status event to `url`, one at a time in timeline order, until the job
+        has closed and every event is handled."""
+        while True:
+            await workflow.wait_condition(
+                lambda: self._delivered_events < len(self._state.events) or self._closing
+            )
+            if self._delivered_events == len(self._state.events):
+                return
+            event = self._state.events[self._delivered_events]
+            self._delivered_events += 1
+            if event.type != JobEventType.STATUS:
+                continue
+            try:
+                await workflow.execute_activity_method(
+                    WebhookActivities.deliver_event,
+                    WebhookDelivery(
+                        url=url,
+                        tenant_id=self._input.tenant_id,
+                        job_id=self._input.job_id,
+                        event=event,
+                    ),
+                    start_to_close_timeout=WEBHOOK_TIMEOUT,
+                    schedule_to_close_timeout=WEBHOOK_DEADLINE,
+                    retry_policy=WEBHOOK_RETRY,
+                )
+            except ActivityError as error:
+                rejected = _error_type(error) == WEBHOOK_REJECTED
+                workflow.logger.warning(
+                    "job %s: event %d was not delivered to %s (%s): %s",
+                    self._input.job_id,
+                    event.sequence,
+                    url,
+                    "rejected" if rejected else "gave up",
+                    _describe(error),
+                )
+
+    def _update_search_attributes(self) -> None:
+        if not workflow.patched(SEARCH_ATTRIBUTES_PATCH):
+            return
+        updates = [
+            JOB_STATUS.value_set(self._state.status.value),
+            COST_MICROS.value_set(self._state.cost_micros),
+        ]
+        if self._offer is not None:
+            updates.append(PROVIDER.value_set(self._offer.provider))
+        workflow.upsert_search_attributes(updates)
 
     def _finish(self, status: JobStatus, reason: str = "") -> None:
-        if self._state.status in FINAL_JOB_STATUSES:
+        """Decide the job's final status; `_complete` shows it after teardown and settlement."""
+        if self._outcome is not None:
             return
-        self._set_status(status)
+        self._outcome = (status, reason)
+        if reason:
+            workflow.logger.info("job %s ends %s: %s", self._input.job_id, status.value, reason)
+
+    def _complete(self) -> None:
+        """Show the final status, once nothing is left running and nothing held."""
+        # Every path out of placement decides an outcome; FAILED guards a path that does not.
+        status, reason = self._outcome or (JobStatus.FAILED, "the job ended without an outcome")
         self._state.failure_reason = reason
         self._state.finished_at = workflow.now().isoformat()
-        if reason:
-            workflow.logger.info("job %s ended %s: %s", self._input.job_id, status.value, reason)
+        self._set_status(status)
 
 
 

@@ -7,6 +7,8 @@ remove one, or running jobs fail to replay.
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from activities.types import JobConfig
+from ledger.money import micros_to_credits
 from providers.base import Offer
 
 
@@ -67,6 +69,86 @@ class JobInput:
 
     max_price_per_hour_micros: int | None = None
     """Highest acceptable price per hour in micro-credits; None for no limit."""
+
+    callback_url: str | None = None
+    """URL that receives each status change as a signed POST; None for no callbacks."""
+
+    wait_for_input: bool = False
+    """Whether the job waits for the `input_ready` signal, sent once its input is uploaded,
+    before it asks for quotes."""
+
+    input_timeout_seconds: int = 3600
+    """Seconds the job waits for its input before it fails."""
+
+    checkpoint: "Checkpoint | None" = None
+    """State carried from the previous run when the job continued as new; None at first."""
+
+
+class JobEventType(StrEnum):
+    """Kind of entry in a job's timeline."""
+
+    STATUS = "status"
+    """The job's status changed."""
+
+    WAITING_FOR_INPUT = "waiting_for_input"
+    """The job waits for its input to be uploaded."""
+
+    INPUT_READY = "input_ready"
+    """The job's input was uploaded."""
+
+    ATTEMPT = "attempt"
+    """Provisioning was tried at an offer."""
+
+    ATTEMPT_FAILED = "attempt_failed"
+    """An attempt did not launch, or its instance was not ready in time."""
+
+    INSTANCE_LAUNCHED = "instance_launched"
+    """An attempt launched an instance."""
+
+    SEGMENT_BILLED = "segment_billed"
+    """An instance was torn down and its usage billed."""
+
+    SETTLED = "settled"
+    """The job's cost was captured and the rest of its hold released."""
+
+
+@dataclass
+class JobEvent:
+    """One entry of a job's timeline."""
+
+    sequence: int
+    """1 for the first event, counting up without gaps."""
+
+    time: str
+    """ISO 8601 workflow time of the event."""
+
+    type: JobEventType
+    status: JobStatus
+    """The job's status after the event."""
+
+    message: str = ""
+    """What happened, in a sentence."""
+
+    provider: str | None = None
+    instance_id: str | None = None
+    amount_micros: int | None = None
+    """Cost billed by a segment_billed event, or captured by a settled event."""
+
+    def to_json(self) -> dict[str, object]:
+        """Return the event as the API and webhooks send it, with the amount in credits."""
+        amount = None
+        if self.amount_micros is not None:
+            amount = f"{micros_to_credits(self.amount_micros):f}"
+        return {
+            "sequence": self.sequence,
+            "time": self.time,
+            "type": self.type.value,
+            "status": self.status.value,
+            "message": self.message,
+            "provider": self.provider,
+            "instanceId": self.instance_id,
+            "amount": amount,
+        }
 
 
 @dataclass
@@ -166,9 +248,43 @@ class JobState:
     finished_at: str = ""
     """ISO 8601 time at which the job reached a final status."""
 
+    events: list[JobEvent] = field(default_factory=list)
+    """The job's timeline: status changes, attempts, billed segments and settlement."""
+
+
+@dataclass
+class InputReady:
+    """Signal argument saying that the job's input is uploaded."""
+
 
 @dataclass
 class CancelRequest:
     """Signal argument asking a job to stop."""
 
     reason: str = "cancelled by the user"
+
+
+@dataclass
+class Checkpoint:
+    """What a job carries into a new run when it continues as new while an instance runs."""
+
+    state: JobState
+    config: JobConfig
+    offer: Offer
+    """Offer of the live instance."""
+
+    attempt_number: int
+    closed_cost_micros: int
+    last_billable_seconds: int
+    monitor_started_at: str
+    """ISO 8601 time at which monitoring of the live instance started: its readiness clock."""
+
+    listed_before: bool
+    """Whether the provider has listed the live instance."""
+
+    preemptions: int
+    lost: list[Offer]
+    """Offers whose instances were preempted or never ready; never tried again."""
+
+    delivered_events: int
+    """Events of the timeline that the webhook loop has handled."""

@@ -1,17 +1,33 @@
-"""`/v1/account`: the caller's credit balances and statement."""
+"""`/v1/account`: the caller's credit balances, statement and low-balance alert."""
 
+import logging
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from api.auth import BILLING_READ
-from api.billing_models import AccountView, StatementEntryView, StatementView
+from api.billing_models import (
+    AccountView,
+    LowBalanceAlertRequest,
+    LowBalanceAlertView,
+    StatementEntryView,
+    StatementView,
+)
 from api.credits import format_credits
 from api.deps import CurrentTenant, LedgerEngineDep, require_scope
 from api.errors import field_error
+from ledger.alerts import (
+    LowBalanceAlert,
+    delete_low_balance_alert,
+    get_low_balance_alert,
+    set_low_balance_alert,
+)
 from ledger.balances import get_balances
+from ledger.money import credits_to_micros
 from ledger.statements import StatementEntry, get_statement
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(
     prefix="/v1/account",
@@ -87,4 +103,54 @@ def _entry_view(entry: StatementEntry) -> StatementEntryView:
         held_change=format_credits(entry.held_change_micros),
         reason=entry.reason,
         balance_after=format_credits(entry.available_after_micros),
+    )
+
+
+@router.get(
+    "/alerts/low-balance",
+    responses={status.HTTP_404_NOT_FOUND: {"description": "The tenant has no alert."}},
+)
+def get_low_balance(tenant: CurrentTenant, engine: LedgerEngineDep) -> LowBalanceAlertView:
+    """Return the caller's low-balance alert."""
+    alert = get_low_balance_alert(engine, tenant)
+    if alert is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no low-balance alert is set")
+    return _alert_view(alert)
+
+
+@router.put("/alerts/low-balance")
+def put_low_balance(
+    body: LowBalanceAlertRequest, tenant: CurrentTenant, engine: LedgerEngineDep
+) -> LowBalanceAlertView:
+    """Set the caller's low-balance alert: each time a job's hold takes the available credits
+    below `threshold`, `callbackUrl` receives one signed notice, until they are back above it.
+
+    Setting it arms it, so a hold while the balance is already below notifies once.
+    """
+    alert = set_low_balance_alert(
+        engine,
+        tenant_id=tenant,
+        threshold_micros=credits_to_micros(body.threshold),
+        callback_url=body.callback_url,
+    )
+    logger.info("tenant %s set a low-balance alert at %d micro-credits", tenant, alert.threshold_micros)
+    return _alert_view(alert)
+
+
+@router.delete(
+    "/alerts/low-balance",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={status.HTTP_404_NOT_FOUND: {"description": "The tenant has no alert."}},
+)
+def delete_low_balance(tenant: CurrentTenant, engine: LedgerEngineDep) -> None:
+    """Remove the caller's low-balance alert."""
+    if not delete_low_balance_alert(engine, tenant):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no low-balance alert is set")
+
+
+def _alert_view(alert: LowBalanceAlert) -> LowBalanceAlertView:
+    return LowBalanceAlertView(
+        threshold=format_credits(alert.threshold_micros),
+        callback_url=alert.callback_url,
+        armed=alert.armed,
     )

@@ -11,6 +11,7 @@ from api.deps import LedgerEngineDep, require_scope
 from api.errors import field_error
 from api.json_route import DecimalJSONRoute
 from api.ledger_keys import LedgerKey, conflict_error
+from ledger.alerts import rearm_low_balance
 from ledger.errors import IdempotencyConflict
 from ledger.models import PLATFORM_TENANT_ID
 from ledger.money import credits_to_micros
@@ -78,6 +79,7 @@ def create_grant(
         logger.info("grant to tenant %s rejected: %s", tenant, error)
         raise conflict_error(error) from None
 
+    rearm_low_balance(engine, tenant)
     if posted.replayed:
         response.status_code = status.HTTP_200_OK
     logger.info(

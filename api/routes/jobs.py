@@ -14,7 +14,12 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -23,10 +28,18 @@ from api.deps import CurrentTenant, SettingsDep, TemporalClientDep, require_scop
 from api.idempotency import IDEMPOTENCY_KEY_PATTERN, derive_job_id, request_hash
 from api.job_view import view_from_close, view_from_state
 from api.json_route import DecimalJSONRoute
-from api.models import JobView, SubmitJobRequest, SubmitJobResponse
+from api.models import (
+    CancelJobRequest,
+    JobEventsView,
+    JobEventView,
+    JobView,
+    SubmitJobRequest,
+    SubmitJobResponse,
+)
 from ledger.money import credits_to_micros
 from workflows.job import JobWorkflow
-from workflows.types import JobInput, JobState, JobStatus
+from workflows.search_attributes import GPU_TYPE, JOB_STATUS, TENANT_ID
+from workflows.types import CancelRequest, InputReady, JobInput, JobState, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +113,8 @@ async def submit_job(
             if body.resource_hint.max_price_per_hour is not None
             else None
         ),
+        callback_url=body.callback_url,
+        wait_for_input=body.wait_for_input,
     )
 
     # FAIL rather than USE_EXISTING on a running duplicate. Neither starts a second workflow,
@@ -118,6 +133,7 @@ async def submit_job(
                 REQUEST_HASH_MEMO: fingerprint,
                 MAX_BUDGET_MEMO: max_budget_micros,
             },
+            search_attributes=start_search_attributes(job_input),
         )
     except WorkflowAlreadyStartedError:
         if idempotency_key is None:
@@ -150,13 +166,118 @@ async def submit_job(
 async def get_job(job_id: JobId, tenant: CurrentTenant, client: TemporalClientDep) -> JobView:
     """Return a job's status, chosen offer and money, live while it runs."""
     handle = client.get_workflow_handle_for(JobWorkflow.run, job_id)
-    description = await _describe_own_job(handle, tenant)
+    description = await describe_own_job(handle, tenant)
     return await _read_job(handle, description)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Depends(require_scope(JOBS_WRITE))],
+    responses={
+        status.HTTP_404_NOT_FOUND: {"description": "No job with this id for this tenant."},
+        status.HTTP_409_CONFLICT: {"description": "The job has already ended."},
+    },
+)
+async def cancel_job(
+    job_id: JobId,
+    tenant: CurrentTenant,
+    client: TemporalClientDep,
+    body: CancelJobRequest | None = None,
+) -> JobView:
+    """Ask a job to stop: it tears its instance down, pays for the time used, ends CANCELLED.
+
+    The cancellation is asynchronous, so the returned job is its state when the request was
+    accepted; `GET /v1/jobs/{jobId}` shows CANCELLED once the teardown and settlement are done.
+    A second cancel of a running job is accepted and changes nothing.
+    """
+    handle = client.get_workflow_handle_for(JobWorkflow.run, job_id)
+    description = await describe_own_job(handle, tenant)
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        job = await _read_job(handle, description)
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"job {job_id} has already ended {job.status.value}"
+        )
+
+    reason = body.reason if body is not None else CancelRequest().reason
+    await handle.signal(JobWorkflow.cancel, CancelRequest(reason=reason))
+    logger.info("job %s: cancel requested by tenant %s: %s", job_id, tenant, reason)
+    return await _read_job(handle, description)
+
+
+@router.post(
+    "/{job_id}/input-ready",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Depends(require_scope(JOBS_WRITE))],
+    responses={
+        status.HTTP_404_NOT_FOUND: {"description": "No job with this id for this tenant."},
+        status.HTTP_409_CONFLICT: {"description": "The job has already ended."},
+    },
+)
+async def mark_input_ready(
+    job_id: JobId, tenant: CurrentTenant, client: TemporalClientDep
+) -> JobView:
+    """Tell a job submitted with `waitForInput` that its input is uploaded, so it is placed.
+
+    Sending it to a job that does not wait, or twice, changes nothing.
+    """
+    handle = client.get_workflow_handle_for(JobWorkflow.run, job_id)
+    description = await describe_own_job(handle, tenant)
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        job = await _read_job(handle, description)
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"job {job_id} has already ended {job.status.value}"
+        )
+    await handle.signal(JobWorkflow.input_ready, InputReady())
+    logger.info("job %s: input marked ready by tenant %s", job_id, tenant)
+    return await _read_job(handle, description)
+
+
+@router.get(
+    "/{job_id}/events",
+    dependencies=[Depends(require_scope(JOBS_READ))],
+    responses={status.HTTP_404_NOT_FOUND: {"description": "No job with this id for this tenant."}},
+)
+async def get_job_events(
+    job_id: JobId, tenant: CurrentTenant, client: TemporalClientDep
+) -> JobEventsView:
+    """Return the job's timeline: status changes, attempts, billed segments and settlement."""
+    handle = client.get_workflow_handle_for(JobWorkflow.run, job_id)
+    description = await describe_own_job(handle, tenant)
+    state = await read_job_state(handle, description)
+    events = [] if state is None else state.events
+    return JobEventsView(
+        job_id=job_id,
+        events=[JobEventView.model_validate(event.to_json()) for event in events],
+    )
+
+
+async def read_job_state(
+    handle: WorkflowHandle[Any, JobState], description: WorkflowExecutionDescription
+) -> JobState | None:
+    """Return the job's state: live while it runs, its result once completed, and None when
+    its workflow ended without a result (terminated, timed out or failed)."""
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        return await _query_state(handle)
+    if description.status == WorkflowExecutionStatus.COMPLETED:
+        return await handle.result()
+    return None
+
+
+def start_search_attributes(job: JobInput) -> TypedSearchAttributes:
+    """Return the search attributes that a job starts with: tenant, GPU type and SUBMITTED."""
+    pairs = [
+        SearchAttributePair(TENANT_ID, job.tenant_id),
+        SearchAttributePair(JOB_STATUS, JobStatus.SUBMITTED.value),
+    ]
+    if job.gpu_type is not None:
+        pairs.append(SearchAttributePair(GPU_TYPE, job.gpu_type))
+    return TypedSearchAttributes(pairs)
 
 
 async def _replay(client: Client, job_id: str, *, tenant: str, fingerprint: str) -> JobView:
     handle = client.get_workflow_handle_for(JobWorkflow.run, job_id)
-    description = await _describe_own_job(handle, tenant)
+    description = await describe_own_job(handle, tenant)
     if await description.memo_value(REQUEST_HASH_MEMO, None) != fingerprint:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -165,7 +286,7 @@ async def _replay(client: Client, job_id: str, *, tenant: str, fingerprint: str)
     return await _read_job(handle, description)
 
 
-async def _describe_own_job(
+async def describe_own_job(
     handle: WorkflowHandle[Any, JobState], tenant: str
 ) -> WorkflowExecutionDescription:
     """Describe the job's workflow; 404 if there is none or it belongs to another tenant.

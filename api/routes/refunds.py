@@ -13,6 +13,7 @@ from api.deps import LedgerEngineDep, require_scope
 from api.errors import field_error
 from api.json_route import DecimalJSONRoute
 from api.ledger_keys import LedgerKey, conflict_error
+from ledger.alerts import rearm_low_balance
 from ledger.balances import get_hold
 from ledger.errors import IdempotencyConflict, RefundExceeded
 from ledger.money import MAX_MICROS, credits_to_micros
@@ -84,6 +85,7 @@ def create_refund(
         logger.info("job %s: refund rejected: %s", job_id, error)
         raise conflict_error(error) from None
 
+    rearm_low_balance(engine, hold.tenant_id)
     if posted.replayed:
         response.status_code = status.HTTP_200_OK
     logger.info(

@@ -66,8 +66,11 @@ class VarianceReportView(CamelModel):
 def get_variance(
     engine: LedgerEngineDep,
     since: Annotated[
-        datetime | None,
-        Query(description="Only jobs charged at or after this ISO 8601 time with a timezone."),
+        str | None,
+        Query(
+            max_length=64,
+            description="Only jobs charged at or after this ISO 8601 time with a timezone.",
+        ),
     ] = None,
     provider: Annotated[
         str | None, Query(min_length=1, max_length=255, description="Only jobs on this provider.")
@@ -85,13 +88,12 @@ def get_variance(
 ) -> VarianceReportView:
     """List the jobs whose providers charged more than their quotes, largest variance first."""
     # A plain def, so that FastAPI runs the blocking ledger query in its thread pool.
-    if since is not None and since.utcoffset() is None:
-        raise field_error(
-            ("query", "since"), "must have a timezone, such as 2026-01-01T00:00:00Z"
-        )
-
     jobs = variance_report(
-        engine, since=since, provider=provider, include_all=include_all, limit=limit
+        engine,
+        since=None if since is None else _parse_since(since),
+        provider=provider,
+        include_all=include_all,
+        limit=limit,
     )
     return VarianceReportView(
         jobs=[JobVarianceView.from_variance(job) for job in jobs],
@@ -100,3 +102,18 @@ def get_variance(
         total_variance=format_credits(sum(job.variance_micros for job in jobs)),
         total_margin=format_credits(sum(job.margin_micros for job in jobs)),
     )
+
+
+def _parse_since(value: str) -> datetime:
+    # A string, not a datetime query parameter, because pydantic would read "-2969" as seconds
+    # since the epoch, which no operator means.
+    example = "such as 2026-01-01T00:00:00Z"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise field_error(
+            ("query", "since"), f"{value!r} is not an ISO 8601 time, {example}"
+        ) from None
+    if parsed.utcoffset() is None:
+        raise field_error(("query", "since"), f"{value!r} has no timezone; add one, {example}")
+    return parsed

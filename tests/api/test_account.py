@@ -46,4 +46,10 @@ async def test_account_before_startup_returns_503(api_client):
     response = await api_client.get("/v1/account", headers=bearer("tenant-a", "billing:read"))
 
     assert response.status_code == 503
-    assert response.json() == {"detail": "the ledger is not connected"}
+    assert response.json() == {
+        "type": "https://compute-as-credit.dev/problems/service-unavailable",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "the ledger is not connected",
+        "instance": "/v1/account",
+    }

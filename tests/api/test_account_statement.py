@@ -193,16 +193,15 @@ async def test_statement_with_invalid_cursor_returns_422(billing_client, cursor)
     )
 
     assert response.status_code == 422
-    assert response.json() == {
-        "detail": [
-            {
-                "type": "value_error",
-                "loc": ["query", "cursor"],
-                "msg": "invalid cursor: pass the nextCursor of a previous page unchanged,"
-                " or omit it",
-            }
-        ]
-    }
+    assert response.json()["errors"] == [
+        {
+            "in": "query",
+            "field": "cursor",
+            "detail": "invalid cursor: pass the nextCursor of a previous page unchanged,"
+            " or omit it",
+            "type": "value_error",
+        }
+    ]
 
 
 @pytest.mark.parametrize(
@@ -223,8 +222,8 @@ async def test_statement_with_invalid_limit_returns_422(billing_client, limit, e
     )
 
     assert response.status_code == 422
-    (error,) = response.json()["detail"]
-    assert error["loc"] == ["query", "limit"]
+    (error,) = response.json()["errors"]
+    assert (error["in"], error["field"]) == ("query", "limit")
     assert error["type"] == error_type
 
 

@@ -154,7 +154,9 @@ async def test_grant_key_reused_with_other_body_returns_422(
     )
 
     assert response.status_code == 422
-    assert response.json() == {"detail": [{"type": "value_error", "loc": location, "msg": message}]}
+    assert response.json()["errors"] == [
+        {"in": location[0], "field": location[1], "detail": message, "type": "value_error"}
+    ]
     assert ledger.get_balances(billing_engine, tenant).available_micros == 5_000_000
 
 
@@ -174,16 +176,15 @@ async def test_grant_with_hold_key_returns_422(billing_client, billing_engine):
     )
 
     assert response.status_code == 422
-    assert response.json() == {
-        "detail": [
-            {
-                "type": "value_error",
-                "loc": ["header", "Idempotency-Key"],
-                "msg": "Idempotency-Key 'job-hold' was already used for a transaction with"
-                " kind 'hold'; use a new key",
-            }
-        ]
-    }
+    assert response.json()["errors"] == [
+        {
+            "in": "header",
+            "field": "Idempotency-Key",
+            "detail": "Idempotency-Key 'job-hold' was already used for a transaction with"
+            " kind 'hold'; use a new key",
+            "type": "value_error",
+        }
+    ]
 
 
 async def test_grant_without_key_returns_422(billing_client):
@@ -192,8 +193,8 @@ async def test_grant_without_key_returns_422(billing_client):
     )
 
     assert response.status_code == 422
-    (error,) = response.json()["detail"]
-    assert error["loc"] == ["header", "Idempotency-Key"]
+    (error,) = response.json()["errors"]
+    assert (error["in"], error["field"]) == ("header", "Idempotency-Key")
     assert error["type"] == "missing"
 
 
@@ -215,8 +216,8 @@ async def test_grant_with_invalid_key_returns_422(billing_client, key, error_typ
     )
 
     assert response.status_code == 422
-    (error,) = response.json()["detail"]
-    assert error["loc"] == ["header", "Idempotency-Key"]
+    (error,) = response.json()["errors"]
+    assert (error["in"], error["field"]) == ("header", "Idempotency-Key")
     assert error["type"] == error_type
 
 
@@ -227,13 +228,19 @@ async def test_grant_to_platform_tenant_returns_422(billing_client):
 
     assert response.status_code == 422
     assert response.json() == {
-        "detail": [
+        "type": "https://compute-as-credit.dev/problems/validation-error",
+        "title": "Invalid request",
+        "status": 422,
+        "detail": "tenant: 'platform' is the platform's own tenant id, not a customer's",
+        "instance": "/v1/admin/tenants/platform/grants",
+        "errors": [
             {
+                "in": "path",
+                "field": "tenant",
+                "detail": "'platform' is the platform's own tenant id, not a customer's",
                 "type": "value_error",
-                "loc": ["path", "tenant"],
-                "msg": "'platform' is the platform's own tenant id, not a customer's",
             }
-        ]
+        ],
     }
 
 
@@ -244,5 +251,5 @@ async def test_grant_to_invalid_tenant_returns_422(billing_client, tenant):
     )
 
     assert response.status_code == 422
-    (error,) = response.json()["detail"]
-    assert error["loc"] == ["path", "tenant"]
+    (error,) = response.json()["errors"]
+    assert (error["in"], error["field"]) == ("path", "tenant")

@@ -168,13 +168,19 @@ async def test_refund_above_refundable_returns_422(billing_client, billing_engin
 
     assert response.status_code == 422
     assert response.json() == {
-        "detail": [
+        "type": "https://compute-as-credit.dev/problems/validation-error",
+        "title": "Invalid request",
+        "status": 422,
+        "detail": f"amount: exceeds what job {job.job_id} has left to refund: 3.000000 credits",
+        "instance": f"/v1/admin/jobs/{job.job_id}/refunds",
+        "errors": [
             {
+                "in": "body",
+                "field": "amount",
+                "detail": f"exceeds what job {job.job_id} has left to refund: 3.000000 credits",
                 "type": "value_error",
-                "loc": ["body", "amount"],
-                "msg": f"exceeds what job {job.job_id} has left to refund: 3.000000 credits",
             }
-        ]
+        ],
     }
     assert ledger.get_hold(billing_engine, job.job_id).refunded_micros == 0
 
@@ -190,15 +196,16 @@ async def test_refund_after_full_refund_returns_422(billing_client, job):
     )
 
     assert without_amount.status_code == 422
-    assert without_amount.json()["detail"] == [
+    assert without_amount.json()["errors"] == [
         {
+            "in": "body",
+            "field": "amount",
+            "detail": f"job {job.job_id} has nothing left to refund (0.000000 credits)",
             "type": "value_error",
-            "loc": ["body", "amount"],
-            "msg": f"job {job.job_id} has nothing left to refund (0.000000 credits)",
         }
     ]
     assert with_amount.status_code == 422
-    assert with_amount.json()["detail"][0]["msg"] == (
+    assert with_amount.json()["errors"][0]["detail"] == (
         f"exceeds what job {job.job_id} has left to refund: 0.000000 credits"
     )
 
@@ -209,7 +216,13 @@ async def test_refund_of_unknown_job_returns_404(billing_client):
     )
 
     assert response.status_code == 404
-    assert response.json() == {"detail": "job job-unknown has no hold in the ledger"}
+    assert response.json() == {
+        "type": "https://compute-as-credit.dev/problems/not-found",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "job job-unknown has no hold in the ledger",
+        "instance": "/v1/admin/jobs/job-unknown/refunds",
+    }
 
 
 @pytest.mark.parametrize(
@@ -244,7 +257,9 @@ async def test_refund_key_reused_with_other_body_returns_422(
     )
 
     assert response.status_code == 422
-    assert response.json() == {"detail": [{"type": "value_error", "loc": location, "msg": message}]}
+    assert response.json()["errors"] == [
+        {"in": location[0], "field": location[1], "detail": message, "type": "value_error"}
+    ]
     assert ledger.get_hold(billing_engine, job.job_id).refunded_micros == 1_000_000
 
 
@@ -258,19 +273,21 @@ async def test_full_refund_key_reused_returns_422(billing_client, job):
     )
 
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "reason"]
+    assert response.json()["errors"][0]["in"] == "body"
+    assert response.json()["errors"][0]["field"] == "reason"
 
 
 async def test_refund_with_capture_key_returns_422(billing_client, job):
     response = await billing_client.post(job.url, json={"reason": "x"}, headers=with_key("capture"))
 
     assert response.status_code == 422
-    assert response.json()["detail"] == [
+    assert response.json()["errors"] == [
         {
-            "type": "value_error",
-            "loc": ["header", "Idempotency-Key"],
-            "msg": "Idempotency-Key 'capture' was already used for a transaction with kind"
+            "in": "header",
+            "field": "Idempotency-Key",
+            "detail": "Idempotency-Key 'capture' was already used for a transaction with kind"
             " 'capture'; use a new key",
+            "type": "value_error",
         }
     ]
 
@@ -279,8 +296,8 @@ async def test_refund_without_key_returns_422(billing_client, job):
     response = await billing_client.post(job.url, json={"reason": "x"}, headers=ADMIN)
 
     assert response.status_code == 422
-    (error,) = response.json()["detail"]
-    assert error["loc"] == ["header", "Idempotency-Key"]
+    (error,) = response.json()["errors"]
+    assert (error["in"], error["field"]) == ("header", "Idempotency-Key")
     assert error["type"] == "missing"
 
 

@@ -104,6 +104,7 @@ async def test_variance_filters_by_provider(client):
     [
         ({"since": "2026-01-01T00:00:00"}, "since"),
         ({"since": "yesterday"}, "since"),
+        ({"since": "-2969"}, "since"),
         ({"limit": "0"}, "limit"),
         ({"limit": "1001"}, "limit"),
     ],

@@ -49,7 +49,9 @@ async def test_billing_route_admits_only_its_scope(
         assert response.status_code == status, response.text
     else:
         assert response.status_code == 403
-        assert response.json() == {"detail": f"the token lacks the required scope {own_scope}"}
+        problem = response.json()
+        assert problem["type"] == "https://compute-as-credit.dev/problems/insufficient-scope"
+        assert problem["detail"] == f"the token lacks the required scope {own_scope}"
         assert response.headers["WWW-Authenticate"] == (
             f'Bearer error="insufficient_scope", scope="{own_scope}"'
         )

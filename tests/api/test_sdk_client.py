@@ -7,7 +7,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from sdk import ApiError, Client
+from sdk import ApiError, Balance, Client, SubmittedJob
 
 
 class ScriptedApi:
@@ -42,7 +42,7 @@ def test_submit_sends_budget_as_exact_string():
         )
 
     request = api.requests[0]
-    assert result == {"jobId": "job-1", "status": "SUBMITTED"}
+    assert result == SubmittedJob(job_id="job-1", status="SUBMITTED", replayed=False)
     assert request.method == "POST"
     assert request.url == "http://api.test/v1/jobs"
     assert request.headers["Authorization"] == "Bearer token-1"
@@ -82,6 +82,40 @@ def test_error_response_raises_api_error_with_detail():
     assert str(raised.value) == "HTTP 404: job job-9 not found"
 
 
+def test_problem_response_raises_api_error_with_problem_details():
+    problem = {
+        "type": "https://compute-as-credit.dev/problems/validation-error",
+        "title": "Invalid request",
+        "status": 422,
+        "detail": "maxBudget: must be greater than 0",
+        "instance": "/v1/jobs",
+        "errors": [
+            {
+                "in": "body",
+                "field": "maxBudget",
+                "detail": "must be greater than 0",
+                "type": "value_error",
+                "input": "0",
+            }
+        ],
+    }
+    api = ScriptedApi(
+        httpx.Response(422, json=problem, headers={"Content-Type": "application/problem+json"})
+    )
+
+    with client_for(api) as client, pytest.raises(ApiError) as raised:
+        client.submit({"image": "alpine", "cmd": ["true"]}, {}, "0")
+
+    error = raised.value
+    assert error.status_code == 422
+    assert error.type == "https://compute-as-credit.dev/problems/validation-error"
+    assert error.title == "Invalid request"
+    assert error.detail == "maxBudget: must be greater than 0"
+    assert error.instance == "/v1/jobs"
+    assert error.errors == problem["errors"]
+    assert str(error) == "HTTP 422: maxBudget: must be greater than 0"
+
+
 def test_error_response_without_json_keeps_text():
     api = ScriptedApi(httpx.Response(502, text="Bad Gateway"))
 
@@ -90,6 +124,9 @@ def test_error_response_without_json_keeps_text():
 
     assert raised.value.status_code == 502
     assert raised.value.detail == "Bad Gateway"
+    assert raised.value.type == "about:blank"
+    assert raised.value.title == "Bad Gateway"
+    assert raised.value.errors == []
 
 
 def test_wait_reports_each_status_change_until_final():
@@ -98,10 +135,14 @@ def test_wait_reports_each_status_change_until_final():
 
     with client_for(api) as client:
         final = client.wait(
-            "job-1", timeout=10, poll=0, on_update=lambda update: seen.append(update["status"])
+            "job-1",
+            timeout=10,
+            poll_interval=0,
+            on_update=lambda update: seen.append(update.status),
         )
 
-    assert final == {"jobId": "job-1", "status": "SUCCEEDED"}
+    assert final.job_id == "job-1"
+    assert final.status == "SUCCEEDED"
     assert seen == ["QUEUED", "RUNNING", "SUCCEEDED"]
     assert len(api.requests) == 4
 
@@ -110,7 +151,7 @@ def test_wait_raises_timeout_for_job_that_stays_running():
     api = ScriptedApi(*[job("RUNNING") for _ in range(100)])
 
     with client_for(api) as client, pytest.raises(TimeoutError, match="job job-1 is still RUNNING"):
-        client.wait("job-1", timeout=0.05, poll=0.01)
+        client.wait("job-1", timeout=0.05, poll_interval=0.01)
 
 
 def test_balance_reads_account():
@@ -118,7 +159,12 @@ def test_balance_reads_account():
     api = ScriptedApi(httpx.Response(200, json=body))
 
     with client_for(api) as client:
-        assert client.balance() == body
+        balance = client.balance()
+
+    assert balance == Balance(
+        tenant_id="t", available=Decimal("1.000000"), held=Decimal(0), spent=Decimal(0)
+    )
+    assert balance.raw == body
 
     assert api.requests[0].url == "http://api.test/v1/account"
 

@@ -34,8 +34,10 @@ async def post_raw(client, raw: str, headers: dict | None = None):
 
 
 def error_for(response, field: str) -> dict:
-    """Return the one validation error whose location ends with `field`."""
-    errors = [error for error in response.json()["detail"] if error["loc"][-1] == field]
+    """Return the one validation error whose field path ends with `field`."""
+    errors = [
+        error for error in response.json()["errors"] if error["field"].split(".")[-1] == field
+    ]
     assert len(errors) == 1, response.json()
     return errors[0]
 
@@ -45,18 +47,16 @@ async def test_agent_spec_string_with_malformed_json_returns_422(api_client):
 
     assert response.status_code == 422
     error = error_for(response, "agentSpec")
-    assert error["loc"] == ["body", "agentSpec"]
-    assert error["msg"] == (
-        "Value error, the string is not valid JSON: Expecting value at line 1 column 11"
-    )
+    assert (error["in"], error["field"]) == ("body", "agentSpec")
+    assert error["detail"] == "the string is not valid JSON: Expecting value at line 1 column 11"
 
 
 async def test_agent_spec_string_holding_a_list_returns_422(api_client):
     response = await api_client.post("/v1/jobs", json=body(agentSpec="[1, 2]"), headers=WRITER)
 
     assert response.status_code == 422
-    assert error_for(response, "agentSpec")["msg"] == (
-        "Value error, the string must contain a JSON object, not an array"
+    assert error_for(response, "agentSpec")["detail"] == (
+        "the string must contain a JSON object, not an array"
     )
 
 
@@ -66,7 +66,7 @@ async def test_agent_spec_without_image_returns_422(api_client):
     )
 
     assert response.status_code == 422
-    assert error_for(response, "image")["loc"] == ["body", "agentSpec", "image"]
+    assert error_for(response, "image")["field"] == "agentSpec.image"
 
 
 async def test_command_string_with_open_quote_returns_422(api_client):
@@ -75,8 +75,8 @@ async def test_command_string_with_open_quote_returns_422(api_client):
     response = await api_client.post("/v1/jobs", json=body(agentSpec=spec), headers=WRITER)
 
     assert response.status_code == 422
-    assert error_for(response, "cmd")["msg"] == (
-        "Value error, the command string cannot be split into arguments: No closing quotation"
+    assert error_for(response, "cmd")["detail"] == (
+        "the command string cannot be split into arguments: No closing quotation"
     )
 
 
@@ -113,8 +113,8 @@ async def test_invalid_max_budget_returns_422(api_client, raw_budget, message):
 
     assert response.status_code == 422
     error = error_for(response, "maxBudget")
-    assert error["loc"] == ["body", "maxBudget"]
-    assert error["msg"] == f"Value error, {message}"
+    assert (error["in"], error["field"]) == ("body", "maxBudget")
+    assert error["detail"] == message
 
 
 async def test_missing_max_budget_returns_422(api_client):
@@ -139,14 +139,20 @@ async def test_inconsistent_resource_hint_returns_422(api_client, hint, message)
     response = await api_client.post("/v1/jobs", json=body(resourceHint=hint), headers=WRITER)
 
     assert response.status_code == 422
-    assert message in error_for(response, "resourceHint")["msg"]
+    assert message in error_for(response, "resourceHint")["detail"]
 
 
 async def test_user_id_of_another_tenant_returns_403(api_client):
     response = await api_client.post("/v1/jobs", json=body(userId="tenant-b"), headers=WRITER)
 
     assert response.status_code == 403
-    assert response.json() == {"detail": "userId does not match the token subject"}
+    assert response.json() == {
+        "type": "https://compute-as-credit.dev/problems/forbidden",
+        "title": "Forbidden",
+        "status": 403,
+        "detail": "userId does not match the token subject",
+        "instance": "/v1/jobs",
+    }
 
 
 @pytest.mark.parametrize("key", [b"x" * 256, "caf\u00e9".encode("latin-1"), b"tab\tkey"])
@@ -156,7 +162,7 @@ async def test_invalid_idempotency_key_returns_422(api_client, key):
     response = await api_client.post("/v1/jobs", json=body(), headers=headers)
 
     assert response.status_code == 422
-    assert error_for(response, "Idempotency-Key")["loc"] == ["header", "Idempotency-Key"]
+    assert error_for(response, "Idempotency-Key")["in"] == "header"
 
 
 async def test_submit_starts_job_workflow_with_exact_input(recording_client, recorder, settings):
@@ -236,7 +242,11 @@ async def test_submit_with_temporal_down_returns_503(settings):
 
     assert response.status_code == 503
     assert response.json() == {
-        "detail": "the Temporal service failed (UNAVAILABLE); retry later"
+        "type": "https://compute-as-credit.dev/problems/temporal-unavailable",
+        "title": "Temporal unavailable",
+        "status": 503,
+        "detail": "the Temporal service failed (UNAVAILABLE); retry later",
+        "instance": "/v1/jobs",
     }
 
 
@@ -247,7 +257,14 @@ async def test_oversized_body_returns_413(api_client):
     )
 
     assert response.status_code == 413
-    assert response.json() == {"detail": "the request body is larger than 262144 bytes"}
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "https://compute-as-credit.dev/problems/body-too-large",
+        "title": "Request body too large",
+        "status": 413,
+        "detail": "the request body is larger than 262144 bytes",
+        "instance": "/v1/jobs",
+    }
 
 
 async def test_nul_in_command_returns_422(api_client):

@@ -314,8 +314,8 @@ def test_grant_rejected_by_api_names_field(api, capsys):
 
     assert code == 1
     assert err == (
-        "error: the API rejected the request (HTTP 422): amount: Value error, must have at"
-        " most 6 decimal places\n"
+        "error: the API rejected the request (HTTP 422): amount: must have at most 6 decimal"
+        " places\n"
     )
 
 

@@ -11,6 +11,7 @@ from ledger.verify import verify_ledger
 from tests.conftest import fresh_pg_database
 
 LEDGER_TABLES = (
+    "low_balance_alerts",
     "provider_charges",
     "hold_lots",
     "lots",

@@ -30,7 +30,7 @@ from ledger.models import metadata
 from ledger.schema import MIGRATIONS_DIR
 from tests.conftest import fresh_pg_database
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 def schema_differences(database_url):

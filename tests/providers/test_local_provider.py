@@ -12,6 +12,7 @@ import pytest
 
 from providers.base import (
     FINAL_INSTANCE_STATES,
+    InstanceNotFound,
     InstanceState,
     InstanceStatus,
     ManagedInstance,
@@ -366,3 +367,20 @@ async def test_local_job_does_not_see_worker_secrets(tmp_path, monkeypatch):
     assert "CAC_JWT_SECRET" not in seen
     assert "DATABASE_URL" not in seen
     assert "PATH=" in seen
+
+
+async def test_logs_return_tail_of_output(provider: LocalProvider):
+    command = [sys.executable, "-c", "print('first line'); print('x' * 10); print('last line')"]
+    instance_id = await provider.provision(_request("job-logs-1", command))
+    await _wait_for_final(provider, instance_id)
+
+    everything = await provider.logs(instance_id, max_bytes=1024)
+    tail = await provider.logs(instance_id, max_bytes=10)
+
+    assert "first line\nxxxxxxxxxx\nlast line\n" in everything
+    assert tail == "last line\n"
+
+
+async def test_logs_of_unknown_instance_raise(provider: LocalProvider):
+    with pytest.raises(InstanceNotFound):
+        await provider.logs("job-nothing-1", max_bytes=100)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from workflows.search_attributes import JOB_SEARCH_ATTRIBUTES
+
 TEMPORAL = os.path.join(sysconfig.get_path("scripts"), "temporal")
 
 
@@ -42,7 +44,11 @@ def port_open(port: int) -> bool:
 
 
 def start_temporal_dev_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen:
-    """Start `temporal server start-dev` with its history in a file, without the Web UI."""
+    """Start `temporal server start-dev` with its history in a file, without the Web UI, and
+    with the job search attributes registered."""
+    search_attributes = []
+    for key in JOB_SEARCH_ATTRIBUTES:
+        search_attributes += ["--search-attribute", f"{key.name}={key.indexed_value_type.name}"]
     process = subprocess.Popen(
         [
             TEMPORAL, "server", "start-dev",
@@ -51,6 +57,7 @@ def start_temporal_dev_server(data_dir: Path, port: int, log: Path) -> subproces
             "--port", str(port),
             "--db-filename", str(data_dir / "temporal.db"),
             "--log-level", "warn",
+            *search_attributes,
         ],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

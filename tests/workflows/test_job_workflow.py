@@ -8,6 +8,8 @@ from temporalio.worker import Worker
 
 import ledger
 from activities.jobs import JobActivities
+from activities.webhooks import WebhookActivities
+from config import Settings
 from ledger.metering import segment_cost_micros
 from providers.fake import FakeFaults, FakeProvider
 from workflows.job import JobWorkflow
@@ -41,6 +43,9 @@ def job_input(tenant: str, budget_micros: int) -> JobInput:
     )
 
 
+WEBHOOK_SETTINGS = Settings(jwt_secret="webhook-test-secret-long-enough-for-hs256")
+
+
 @asynccontextmanager
 async def job_worker(env, engine, providers, poll_interval_seconds=60):
     task_queue = f"jobs-{uuid.uuid4().hex}"
@@ -49,13 +54,15 @@ async def job_worker(env, engine, providers, poll_interval_seconds=60):
         ledger_engine=engine,
         poll_interval_seconds=poll_interval_seconds,
     )
+    webhooks = WebhookActivities(WEBHOOK_SETTINGS)
     async with Worker(
         env.client,
         task_queue=task_queue,
         workflows=[JobWorkflow],
-        activities=activities.all(),
+        activities=[*activities.all(), webhooks.deliver_event, webhooks.deliver_low_balance],
     ):
         yield task_queue
+    await webhooks.aclose()
 
 
 async def start(env, task_queue: str, input: JobInput) -> WorkflowHandle:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import ledger
@@ -17,7 +16,7 @@ from activities.sweep import SweepActivities, SweepResult
 from config import Settings
 from providers.base import ProvisionRequest, QuoteRequest
 from providers.fake import FakeProvider
-from tests.support.processes import TEMPORAL
+from tests.conftest import start_dev_server_env
 from worker.main import build_worker
 from worker.schedules import (
     EXPIRE_GRANTS_INTERVAL,
@@ -66,9 +65,7 @@ async def test_expire_workflow_expires_past_grants(time_env, ledger_engine, tena
 
 @pytest.fixture(scope="module")
 async def dev_env():
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=TEMPORAL, ip="127.0.0.1", ui=False
-    )
+    env = await start_dev_server_env()
     yield env
     await env.shutdown()
 
