@@ -36,6 +36,7 @@ from api.models import (
     SubmitJobRequest,
     SubmitJobResponse,
 )
+from config import Settings
 from ledger.money import credits_to_micros
 from workflows.job import JobWorkflow
 from workflows.search_attributes import GPU_TYPE, JOB_STATUS, TENANT_ID
@@ -117,32 +118,34 @@ async def submit_job(
         wait_for_input=body.wait_for_input,
     )
 
-    # FAIL rather than USE_EXISTING on a running duplicate. Neither starts a second workflow,
-    # but only FAIL lets the public client API distinguish a retry (200) from the first
-    # request (201).
     try:
-        await client.start_workflow(
-            JobWorkflow.run,
-            job_input,
-            id=job_id,
-            task_queue=settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            memo={
-                TENANT_MEMO: tenant,
-                REQUEST_HASH_MEMO: fingerprint,
-                MAX_BUDGET_MEMO: max_budget_micros,
-            },
-            search_attributes=start_search_attributes(job_input),
+        await _start_job(
+            client, settings, job_input, fingerprint, WorkflowIDReusePolicy.REJECT_DUPLICATE
         )
     except WorkflowAlreadyStartedError:
         if idempotency_key is None:
             # A random id collided, which a 122-bit uuid4 makes practically impossible.
             raise
         job = await _replay(client, job_id, tenant=tenant, fingerprint=fingerprint)
-        response.status_code = status.HTTP_200_OK
-        logger.info("job %s: replayed submission for tenant %s", job_id, tenant)
-        return SubmitJobResponse(job_id=job_id, status=job.status)
+        if not _failed_before_taking_effect(job):
+            response.status_code = status.HTTP_200_OK
+            logger.info("job %s: replayed submission for tenant %s", job_id, tenant)
+            return SubmitJobResponse(job_id=job_id, status=job.status)
+
+        # The first run failed before it held credits or launched anything, for example for
+        # want of credits, so a retry with the key runs the job again as a new run.
+        try:
+            await _start_job(
+                client, settings, job_input, fingerprint, WorkflowIDReusePolicy.ALLOW_DUPLICATE
+            )
+        except WorkflowAlreadyStartedError:
+            # A concurrent retry started the new run first.
+            job = await _replay(client, job_id, tenant=tenant, fingerprint=fingerprint)
+            response.status_code = status.HTTP_200_OK
+            return SubmitJobResponse(job_id=job_id, status=job.status)
+        logger.info(
+            "job %s: started again after its first run failed: %s", job_id, job.failure_reason
+        )
 
     logger.info(
         "job %s: submitted for tenant %s with a maximum budget of %d micro-credits",
@@ -262,6 +265,47 @@ async def read_job_state(
     if description.status == WorkflowExecutionStatus.COMPLETED:
         return await handle.result()
     return None
+
+
+async def _start_job(
+    client: Client,
+    settings: Settings,
+    job_input: JobInput,
+    fingerprint: str,
+    reuse_policy: WorkflowIDReusePolicy,
+) -> None:
+    # FAIL rather than USE_EXISTING on a running duplicate. Neither starts a second workflow,
+    # but only FAIL lets the public client API distinguish a retry (200) from the first
+    # request (201).
+    await client.start_workflow(
+        JobWorkflow.run,
+        job_input,
+        id=job_input.job_id,
+        task_queue=settings.task_queue,
+        id_reuse_policy=reuse_policy,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        memo={
+            TENANT_MEMO: job_input.tenant_id,
+            REQUEST_HASH_MEMO: fingerprint,
+            MAX_BUDGET_MEMO: job_input.max_budget_micros,
+        },
+        search_attributes=start_search_attributes(job_input),
+    )
+
+
+def _failed_before_taking_effect(job: JobView) -> bool:
+    """Whether a job's workflow completed FAILED before any offer was tried, so it launched
+    nothing and holds nothing, and a retry with its key may run it again.
+
+    A job whose workflow was terminated has no state (`held` is None) and is never run again,
+    because it may have left a hold or an instance behind.
+    """
+    return (
+        job.status == JobStatus.FAILED
+        and job.held == "0.000000"
+        and job.attempts == 0
+        and job.captured in (None, "0.000000")
+    )
 
 
 def start_search_attributes(job: JobInput) -> TypedSearchAttributes:

@@ -12,12 +12,14 @@ from datetime import timedelta
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from temporalio.testing import WorkflowEnvironment
 
 import ledger
 from activities.jobs import JobActivities
 from api.app import create_app
 from config import Settings
+from ledger.models import transactions
 from providers.fake import FakeProvider
 from tests.api.conftest import SECRET, asgi_client, bearer
 from tests.conftest import start_time_skipping_env
@@ -511,3 +513,61 @@ async def test_input_ready_releases_waiting_job(client, time_env, tenant):
     assert [e["type"] for e in events][:3] == ["status", "waiting_for_input", "input_ready"]
     assert len(waiting) <= 2
     assert late.status_code == 409
+
+
+async def test_twenty_concurrent_submits_start_one_job(client, time_env, tenant, ledger_engine):
+    headers = {**bearer(tenant, "jobs:read", "jobs:write"), "Idempotency-Key": "burst-1"}
+
+    responses = await asyncio.gather(
+        *(client.post("/v1/jobs", json=job_request(), headers=headers) for _ in range(20))
+    )
+    job_ids = {response.json()["jobId"] for response in responses}
+    (job_id,) = job_ids
+    await client.post(f"/v1/jobs/{job_id}/cancel", headers=headers)
+    await time_env.client.get_workflow_handle(job_id).result()
+    other = await client.post(
+        "/v1/jobs",
+        json=job_request(),
+        headers={**bearer("someone-else", "jobs:write"), "Idempotency-Key": "burst-1"},
+    )
+
+    assert sorted(response.status_code for response in responses) == [200] * 19 + [201]
+    hold = ledger.get_hold(ledger_engine, job_id)
+    assert hold.amount_micros == 5 * CREDIT
+    assert ledger.get_balances(ledger_engine, tenant).held_micros == 0
+    with ledger_engine.connect() as connection:
+        holds = connection.execute(
+            sa.select(sa.func.count())
+            .select_from(transactions)
+            .where(transactions.c.tenant_id == tenant, transactions.c.kind == "hold")
+        ).scalar_one()
+    assert holds == 1
+    assert other.status_code == 201
+    assert other.json()["jobId"] != job_id
+
+
+async def test_retry_after_insufficient_credits_runs_again(client, time_env, ledger_engine):
+    tenant = f"tenant-{uuid.uuid4().hex[:12]}"
+    ledger.grant(ledger_engine, tenant_id=tenant, amount_micros=1 * CREDIT, key="small-grant")
+    headers = {**bearer(tenant, "jobs:read", "jobs:write"), "Idempotency-Key": "after-top-up"}
+
+    first = await client.post("/v1/jobs", json=job_request("5"), headers=headers)
+    job_id = first.json()["jobId"]
+    failed: dict = await time_env.client.get_workflow_handle(job_id).result()
+    ledger.grant(ledger_engine, tenant_id=tenant, amount_micros=10 * CREDIT, key="top-up")
+    retried = await client.post("/v1/jobs", json=job_request("5"), headers=headers)
+    await wait_for_instance(client, job_id, headers)
+    held = ledger.get_balances(ledger_engine, tenant).held_micros
+    await client.post(f"/v1/jobs/{job_id}/cancel", headers=headers)
+    await time_env.client.get_workflow_handle(job_id).result()
+    again = await client.post("/v1/jobs", json=job_request("5"), headers=headers)
+
+    assert first.status_code == 201
+    assert failed["status"] == "FAILED"
+    assert failed["failure_reason"].startswith("insufficient credits")
+    assert retried.status_code == 201
+    assert retried.json()["jobId"] == job_id
+    assert held == 5 * CREDIT
+    # The second run took effect, so the key now returns it instead of running a third.
+    assert again.status_code == 200
+    assert again.json()["status"] == "CANCELLED"
