@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 TERMINATE_NOT_FOUND_ATTEMPTS = 5
 """Tries of `terminate_instance` that see the instance unlisted before it is taken as gone.
 
-Some providers list an instance only seconds after launching it (EC2 answers
+Some providers list an instance only seconds after launching it (EC2 returns
 InvalidInstanceID.NotFound meanwhile), so the first unlisted reads are retried. With the
 workflow's retry policy, five tries span about 15 seconds."""
 

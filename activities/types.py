@@ -150,7 +150,7 @@ class SettleInput:
     held_micros: int
     cost_micros: int
     provider_charges: list[ProviderCharge] = field(default_factory=list)
-    """What the providers charged for each segment, booked beside the capture."""
+    """Providers' charges for each segment, booked beside the capture."""
 
 
 @dataclass
@@ -179,4 +179,4 @@ class LogsOutput:
     """The tail of the command's output; empty when not available."""
 
     reason: str = ""
-    """Why the logs are not available; empty when they are."""
+    """Reason the logs are not available; empty when they are."""

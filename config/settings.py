@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     """HMAC secret that signs and verifies API tokens (HS256, HS384, HS512)."""
 
     webhook_secret: SecretStr | None = None
-    """Key from which each tenant's webhook signing secret is derived; when unset, the JWT
+    """Key from which each tenant's webhook signing secret is derived. When unset, the JWT
     secret is used, with a label that keeps the derived secrets apart from tokens."""
 
     jwt_algorithms: CommaList = Field(default_factory=lambda: ["HS256"])

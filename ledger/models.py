@@ -255,7 +255,7 @@ provider_charges = sa.Table(
         "(charged_cost = 0) = (transaction_id IS NULL)", name="transaction_iff_charged"
     ),
 )
-"""What a provider charged for one segment of a job (one attempt's instance), in micro-credits.
+"""A provider's charge for one segment of a job (one attempt's instance), in micro-credits.
 
 `quoted_*` is the offer the job was placed on, which is also what the tenant pays for the
 segment. `charged_*` is what the provider reports charging, or the quoted figures when the

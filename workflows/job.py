@@ -73,7 +73,7 @@ TERMINATE_TIMEOUT = timedelta(minutes=2)
 UNTIL_DONE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
 
 WEBHOOK_TIMEOUT = timedelta(seconds=30)
-# A receiver that is down is retried with backoff for up to a day; after that the event is
+# A receiver that is down is retried with backoff for up to a day. After that the event is
 # logged as undelivered and the next one is sent.
 WEBHOOK_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5))
 WEBHOOK_DEADLINE = timedelta(days=1)
@@ -518,8 +518,11 @@ class JobWorkflow:
                 return _InstanceEnd.JOB_DONE
 
     def _history_too_long(self, config: JobConfig) -> bool:
-        """Whether to continue as new now: the history is long, and nothing is in flight that
-        the new run would lose, namely no webhook or low-balance delivery still pending."""
+        """Return whether to continue as new now.
+
+        That is when the history is long and no webhook or low-balance delivery is pending,
+        because the new run would lose a delivery in flight.
+        """
         info = workflow.info()
         too_long = (
             info.get_current_history_length() >= config.history_event_limit

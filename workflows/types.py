@@ -75,7 +75,7 @@ class JobInput:
 
     wait_for_input: bool = False
     """Whether the job waits for the `input_ready` signal, sent once its input is uploaded,
-    before it asks for quotes."""
+    before it requests quotes."""
 
     input_timeout_seconds: int = 3600
     """Seconds the job waits for its input before it fails."""
@@ -127,7 +127,7 @@ class JobEvent:
     """The job's status after the event."""
 
     message: str = ""
-    """What happened, in a sentence."""
+    """Description of the event, in a sentence."""
 
     provider: str | None = None
     instance_id: str | None = None
@@ -174,7 +174,7 @@ class Segment:
     """Price per hour the provider reports charging; None when it reports none."""
 
     provider_cost_micros: int | None = None
-    """What the provider charges for the segment at its reported price; None without one."""
+    """Provider's charge for the segment at its reported price; None without one."""
 
 
 @dataclass
@@ -238,8 +238,8 @@ class JobState:
     """Micro-credits returned to the tenant at settlement."""
 
     provider_cost_micros: int = 0
-    """What the providers charge the platform for the closed segments; a segment whose
-    provider reports no price counts at its quoted cost."""
+    """Providers' charges to the platform for the closed segments. A segment whose provider
+    reports no price counts at its quoted cost."""
 
     submitted_at: str = ""
     started_at: str = ""
@@ -266,7 +266,8 @@ class CancelRequest:
 
 @dataclass
 class Checkpoint:
-    """What a job carries into a new run when it continues as new while an instance runs."""
+    """State that a job carries into a new run when it continues as new while an instance
+    runs."""
 
     state: JobState
     config: JobConfig

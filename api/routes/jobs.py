@@ -191,19 +191,14 @@ async def cancel_job(
     """Ask a job to stop: it tears its instance down, pays for the time used, ends CANCELLED.
 
     The cancellation is asynchronous, so the returned job is its state when the request was
-    accepted; `GET /v1/jobs/{jobId}` shows CANCELLED once the teardown and settlement are done.
+    accepted. `GET /v1/jobs/{jobId}` shows CANCELLED once the teardown and settlement are done.
     A second cancel of a running job is accepted and changes nothing.
     """
     handle = client.get_workflow_handle_for(JobWorkflow.run, job_id)
-    description = await describe_own_job(handle, tenant)
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        job = await _read_job(handle, description)
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"job {job_id} has already ended {job.status.value}"
-        )
-
     reason = body.reason if body is not None else CancelRequest().reason
-    await handle.signal(JobWorkflow.cancel, CancelRequest(reason=reason))
+    description = await _signal_running_job(
+        handle, tenant, JobWorkflow.cancel, CancelRequest(reason=reason)
+    )
     logger.info("job %s: cancel requested by tenant %s: %s", job_id, tenant, reason)
     return await _read_job(handle, description)
 
@@ -225,13 +220,7 @@ async def mark_input_ready(
     Sending it to a job that does not wait, or twice, changes nothing.
     """
     handle = client.get_workflow_handle_for(JobWorkflow.run, job_id)
-    description = await describe_own_job(handle, tenant)
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        job = await _read_job(handle, description)
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"job {job_id} has already ended {job.status.value}"
-        )
-    await handle.signal(JobWorkflow.input_ready, InputReady())
+    description = await _signal_running_job(handle, tenant, JobWorkflow.input_ready, InputReady())
     logger.info("job %s: input marked ready by tenant %s", job_id, tenant)
     return await _read_job(handle, description)
 
@@ -252,6 +241,31 @@ async def get_job_events(
     return JobEventsView(
         job_id=job_id,
         events=[JobEventView.model_validate(event.to_json()) for event in events],
+    )
+
+
+async def _signal_running_job(
+    handle: WorkflowHandle[Any, JobState], tenant: str, signal: Any, argument: Any
+) -> WorkflowExecutionDescription:
+    """Signal the tenant's running job and return its description.
+
+    Raises:
+        HTTPException: 404 for another tenant's job or none; 409 once the job has ended,
+            also when it ends between the check and the signal.
+    """
+    description = await describe_own_job(handle, tenant)
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        try:
+            await handle.signal(signal, argument)
+            return description
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            description = await describe_own_job(handle, tenant)
+
+    job = await _read_job(handle, description)
+    raise HTTPException(
+        status.HTTP_409_CONFLICT, f"job {handle.id} has already ended {job.status.value}"
     )
 
 
@@ -295,7 +309,7 @@ async def _start_job(
 
 def _failed_before_taking_effect(job: JobView) -> bool:
     """Whether a job's workflow completed FAILED before any offer was tried, so it launched
-    nothing and holds nothing, and a retry with its key may run it again.
+    nothing and has nothing held, and a retry with its key may run it again.
 
     A job whose workflow was terminated has no state (`held` is None) and is never run again,
     because it may have left a hold or an instance behind.
