@@ -38,6 +38,8 @@ from activities.types import (
     ProvisionOutput,
     QuoteInput,
     QuoteOutput,
+    ReleaseInput,
+    ReleaseOutput,
     SettleInput,
     SettleOutput,
 )
@@ -292,6 +294,37 @@ class JobActivities:
         return SettleOutput(captured_micros=captured, released_micros=released)
 
     @activity.defn
+    async def release_attempt(self, input: ReleaseInput) -> ReleaseOutput:
+        """Terminate the instance, if any, that a failed provisioning attempt launched after all.
+
+        A create can succeed at the provider and still fail or time out for the caller, on
+        every try. The instance is looked up by the attempt's client token and torn down, so
+        the job moves to its next offer without leaving one behind. Like `terminate_instance`,
+        this raises until the provider confirms the instance is gone.
+        """
+        provider = self._provider(input.offer.provider)
+        find = getattr(provider, "find_instance", None)
+        if find is None:
+            return ReleaseOutput()
+        instance_id = await find(input.client_token)
+        if instance_id is None:
+            return ReleaseOutput()
+        try:
+            status = await provider.terminate(instance_id, input.now)
+        except InstanceNotFound:
+            return ReleaseOutput()
+        activity.logger.warning(
+            "attempt %s on %s failed but launched instance %s; terminated it after %d"
+            " billable seconds",
+            input.client_token,
+            input.offer.provider,
+            instance_id,
+            status.billable_seconds,
+        )
+        priced = InstanceInput(offer=input.offer, instance_id=instance_id, now=input.now)
+        return ReleaseOutput(instance_id=instance_id, report=_report(priced, status))
+
+    @activity.defn
     async def read_logs(self, input: LogsInput) -> LogsOutput:
         """Read the tail of an instance's output, where its provider keeps one."""
         provider = self._provider(input.provider)
@@ -310,6 +343,7 @@ class JobActivities:
         """Return every activity method, for registering on a worker."""
         return [
             self.read_logs,
+            self.release_attempt,
             self.load_job_config,
             self.get_quotes,
             self.hold_budget,

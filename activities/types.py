@@ -180,3 +180,25 @@ class LogsOutput:
 
     reason: str = ""
     """Reason the logs are not available; empty when they are."""
+
+
+@dataclass
+class ReleaseInput:
+    """Input of `release_attempt`: a provisioning attempt that failed."""
+
+    offer: Offer
+    client_token: str
+    now: float
+    """Workflow clock in seconds since the epoch, for simulated providers."""
+
+
+@dataclass
+class ReleaseOutput:
+    """Output of `release_attempt`."""
+
+    instance_id: str | None = None
+    """Instance that the attempt launched after all and that is now terminated; None if the
+    provider has none, or cannot look one up."""
+
+    report: "InstanceReport | None" = None
+    """The terminated instance's final state and usage priced at the offer; None without one."""

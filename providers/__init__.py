@@ -8,6 +8,7 @@ Import the adapters from `providers.local`, `providers.fake`, `providers.runpod`
 
 from providers.base import (
     FINAL_INSTANCE_STATES,
+    FindsInstances,
     InstanceNotFound,
     InstanceState,
     InstanceStatus,
@@ -27,6 +28,7 @@ from providers.base import (
 
 __all__ = [
     "FINAL_INSTANCE_STATES",
+    "FindsInstances",
     "InstanceNotFound",
     "InstanceState",
     "InstanceStatus",

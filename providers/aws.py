@@ -317,6 +317,14 @@ class AwsProvider:
         )
         return final
 
+    async def find_instance(self, client_token: str) -> str | None:
+        """Return the id of the instance tagged with `client_token`, or None.
+
+        Raises:
+            TransientProviderError, PermanentProviderError: The instances could not be listed.
+        """
+        return await self._find_by_client_token(client_token)
+
     async def logs(self, instance_id: str, max_bytes: int) -> str:
         """Return the tail of the instance's console output, which carries the job's output.
 

@@ -229,6 +229,15 @@ class ListsManagedInstances(Protocol):
         ...
 
 
+class FindsInstances(Protocol):
+    """A provider adapter that can find the instance that a provision call launched."""
+
+    async def find_instance(self, client_token: str) -> str | None:
+        """Return the id of the instance launched with `client_token`, or None if there is
+        none; a terminated instance may be returned."""
+        ...
+
+
 class ReadsLogs(Protocol):
     """A provider adapter that can read the output of an instance's command."""
 

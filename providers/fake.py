@@ -307,6 +307,14 @@ class FakeProvider:
             logger.info("Terminated fake instance %s of job %s", instance_id, instance.job_id)
         return instance.status_at(max(now, instance.terminated_at))
 
+    async def find_instance(self, client_token: str) -> str | None:
+        """Return the id of the instance launched with `client_token`, or None."""
+        instance_id = self._instance_id(client_token)
+        instance = self._instances.get(instance_id)
+        if instance is None or instance.absent:
+            return None
+        return instance_id
+
     async def logs(self, instance_id: str, max_bytes: int) -> str:
         """Return a simulated log of the instance's timeline; nothing runs, so it has no output.
 

@@ -253,6 +253,12 @@ class LocalProvider:
         """Return the path of the job's combined stdout and stderr log."""
         return self._job_dir(instance_id) / LOG_FILE
 
+    async def find_instance(self, client_token: str) -> str | None:
+        """Return the instance launched with `client_token` (its id is the token), or None."""
+        if (self._job_dir(client_token) / LAUNCH_FILE).exists():
+            return client_token
+        return None
+
     async def logs(self, instance_id: str, max_bytes: int) -> str:
         """Return the last `max_bytes` bytes of the job's log; an empty string before the
         command writes any.

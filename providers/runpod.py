@@ -370,6 +370,15 @@ class RunPodProvider:
             reliability=reliability,
         )
 
+    async def find_instance(self, client_token: str) -> str | None:
+        """Return the id of the pod named after `client_token`, or None.
+
+        Raises:
+            TransientProviderError, PermanentProviderError: The pods could not be listed.
+        """
+        pod = await self._find_pod(pod_name(client_token))
+        return None if pod is None else pod["id"]
+
     async def _find_pod(self, name: str) -> dict[str, Any] | None:
         pods = await self.http.rest("GET", "/pods", params={"name": name}) or []
         matches = [pod for pod in pods if pod.get("name") == name]

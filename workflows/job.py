@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         JobConfig,
         JobConfigInput,
         ProvisionInput,
+        ReleaseInput,
         SettleInput,
     )
     from ledger.alerts import LowBalanceNotice
@@ -80,6 +81,8 @@ WEBHOOK_DEADLINE = timedelta(days=1)
 
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 CONTINUE_AS_NEW_PATCH = "continue-as-new"
+RELEASE_ATTEMPT_PATCH = "release-failed-attempt"
+"""Patch id of tearing down what a failed launch created, which older jobs never do."""
 """Patch id of continuing as new, which jobs started before it never do."""
 """Patch id of the search attribute updates, which jobs started before them do not make."""
 
@@ -422,8 +425,8 @@ class JobWorkflow:
                     f"attempt {number}: {kind}: {attempt.error}",
                     provider=offer.provider,
                 )
-                # TODO: a launch that timed out may still have created an instance under this
-                # client token; finding and terminating it belongs to provider-side adoption.
+                if _error_type(error) != OUT_OF_CAPACITY:
+                    await self._release_attempt(attempt, request.client_token)
                 continue
 
             attempt.instance_id = launched.instance_id
@@ -436,6 +439,42 @@ class JobWorkflow:
         )
         self._finish(JobStatus.FAILED, f"every offer tried failed to provision ({tried})")
         return False
+
+    async def _release_attempt(self, attempt: Attempt, client_token: str) -> None:
+        """Tear down an instance that a failed launch created after all, so it never runs
+        beside the next attempt's.
+
+        Its time is not billed to the tenant, whose job never ran on it. It is recorded as a
+        segment costing nothing, so that settlement books what the provider charges for it.
+        """
+        if not workflow.patched(RELEASE_ATTEMPT_PATCH):
+            return
+        released = await workflow.execute_activity_method(
+            JobActivities.release_attempt,
+            ReleaseInput(offer=attempt.offer, client_token=client_token, now=workflow.now().timestamp()),
+            start_to_close_timeout=TERMINATE_TIMEOUT,
+            retry_policy=UNTIL_DONE_RETRY,
+        )
+        if released.instance_id is None or released.report is None:
+            return
+        report = released.report
+        attempt.instance_id = released.instance_id
+        attempt.error += f"; the launch had created instance {released.instance_id}, now terminated"
+        provider_cost = report.provider_cost_micros
+        self._state.segments.append(
+            Segment(
+                attempt=attempt.number,
+                provider=attempt.offer.provider,
+                instance_id=released.instance_id,
+                price_per_hour_micros=attempt.offer.price_per_hour_micros,
+                billable_seconds=report.billable_seconds,
+                cost_micros=0,
+                end_state=report.state.value,
+                provider_price_per_hour_micros=report.provider_price_per_hour_micros,
+                provider_cost_micros=report.cost_micros if provider_cost is None else provider_cost,
+            )
+        )
+        self._state.provider_cost_micros += self._state.segments[-1].provider_cost_micros
 
     async def _adopt_after_cancel(self, launch, attempt: Attempt, offer: Offer) -> None:
         try:
@@ -687,7 +726,8 @@ class JobWorkflow:
         )
 
     def _provider_charge(self, segment: Segment) -> ProviderCharge:
-        reported = segment.provider_cost_micros is not None
+        price = segment.provider_price_per_hour_micros
+        cost = segment.provider_cost_micros
         return ProviderCharge(
             job_id=self._input.job_id,
             tenant_id=self._input.tenant_id,
@@ -697,15 +737,9 @@ class JobWorkflow:
             billable_seconds=segment.billable_seconds,
             quoted_price_per_hour_micros=segment.price_per_hour_micros,
             quoted_cost_micros=segment.cost_micros,
-            charged_price_per_hour_micros=(
-                segment.provider_price_per_hour_micros
-                if segment.provider_price_per_hour_micros is not None
-                else segment.price_per_hour_micros
-            ),
-            charged_cost_micros=(
-                segment.provider_cost_micros if reported else segment.cost_micros
-            ),
-            reported=reported,
+            charged_price_per_hour_micros=segment.price_per_hour_micros if price is None else price,
+            charged_cost_micros=segment.cost_micros if cost is None else cost,
+            reported=price is not None,
         )
 
     def _instance_input(self) -> InstanceInput:

@@ -495,3 +495,11 @@ def _describe_answer(instance_id: str, state: str) -> dict:
             }
         ]
     }
+
+
+async def test_find_instance_by_client_token(ec2, ami_id):
+    provider = _provider(ec2, ami_id)
+    instance_id = await provider.provision(_request(_offer(), token="job-9-7"))
+
+    assert await provider.find_instance("job-9-7") == instance_id
+    assert await provider.find_instance("job-9-8") is None

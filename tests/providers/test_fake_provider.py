@@ -407,3 +407,11 @@ async def test_absent_instance_is_never_listed():
     assert provider.launch_count == 1
     assert provider.live_instances() == 0
     assert await provider.list_managed_instances() == []
+
+
+async def test_find_instance_by_client_token():
+    provider = _provider()
+    instance_id = await provider.provision(_request("job-1-1"))
+
+    assert await provider.find_instance("job-1-1") == instance_id
+    assert await provider.find_instance("job-1-2") is None

@@ -384,3 +384,11 @@ async def test_logs_return_tail_of_output(provider: LocalProvider):
 async def test_logs_of_unknown_instance_raise(provider: LocalProvider):
     with pytest.raises(InstanceNotFound):
         await provider.logs("job-nothing-1", max_bytes=100)
+
+
+async def test_find_instance_by_client_token(provider: LocalProvider):
+    instance_id = await provider.provision(_request("job-find-1", [sys.executable, "-c", "0"]))
+    await _wait_for_final(provider, instance_id)
+
+    assert await provider.find_instance("job-find-1") == instance_id
+    assert await provider.find_instance("job-find-2") is None

@@ -452,3 +452,11 @@ def test_pod_name_too_long_raises_permanent():
 
 def test_pod_name_prefixes_client_token():
     assert pod_name("job-1-2") == "cac-job-1-2"
+
+
+async def test_find_instance_by_pod_name(state, make_provider):
+    provider = make_provider()
+    pod_id = await provider.provision(_request(_offer()))
+
+    assert await provider.find_instance("job-7-1") == pod_id
+    assert await provider.find_instance("job-7-2") is None

@@ -11,6 +11,7 @@ from activities.jobs import JobActivities
 from activities.webhooks import WebhookActivities
 from config import Settings
 from ledger.metering import segment_cost_micros
+from providers.base import PermanentProviderError
 from providers.fake import FakeFaults, FakeProvider
 from workflows.job import JobWorkflow
 from workflows.types import CancelRequest, JobInput, JobState, JobStatus
@@ -446,3 +447,48 @@ async def test_provider_without_price_booked_at_quote(time_env, ledger_engine, t
     assert job.charged_cost_micros == PRICE
     assert job.variance_micros == 0
     assert job.margin_micros == 0
+
+
+class CreatesThenFails(FakeProvider):
+    """A fake whose every create launches the instance and then fails, as a create that
+    succeeded at the provider but timed out for the caller does."""
+
+    async def provision(self, request):
+        await super().provision(request)
+        raise PermanentProviderError(f"provider {self.name}: the create timed out")
+
+
+async def test_failed_create_leaves_no_instance_behind(time_env, ledger_engine, tenant):
+    flaky = CreatesThenFails(
+        "flaky",
+        price_per_hour_micros=1 * CREDIT,
+        gpu_types=["A100"],
+        start_seconds=0,
+        run_seconds=3 * HOUR,
+    )
+    steady = fake("steady", run_seconds=HOUR)
+    fund(ledger_engine, tenant, 10 * CREDIT)
+    input = job_input(tenant, 5 * CREDIT)
+    input.policy = "cheapest"
+
+    async with job_worker(time_env, ledger_engine, [flaky, steady]) as task_queue:
+        state: JobState = await (await start(time_env, task_queue, input)).result()
+
+    assert state.status == JobStatus.SUCCEEDED
+    assert [a.offer.provider for a in state.attempts] == ["flaky", "steady"]
+    assert flaky.launch_count == 1
+    assert flaky.live_instances() == 0
+    first = state.attempts[0]
+    assert first.instance_id is not None
+    assert first.error.endswith(
+        f"the launch had created instance {first.instance_id}, now terminated"
+    )
+    released, ran = state.segments
+    assert (released.provider, released.cost_micros) == ("flaky", 0)
+    assert ran.provider == "steady"
+    assert state.captured_micros == PRICE
+    charges = {
+        job.job_id: job
+        for job in ledger.variance_report(ledger_engine, include_all=True, limit=10_000)
+    }
+    assert charges[input.job_id].segments == 2
