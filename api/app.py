@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from api.errors import install_problem_handlers
 from api.limits import BodySizeLimit
+from api.log_context import RequestLogContext
 from api.metrics import RequestMetrics
 from api.routes import (
     account,
@@ -84,6 +85,7 @@ def create_app(
     app.state.object_store = build_object_store(settings)
 
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(RequestLogContext)
     # Between the two, so that the catch-all 500 problem covers the size limit and the
     # metrics count the problem's status.
     install_problem_handlers(app)

@@ -22,6 +22,7 @@ from api.errors import (
 )
 from api.jwks import JwksUnavailable
 from config import Settings
+from config.logging import set_log_tenant
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +147,10 @@ def _warn_key_set_unavailable(error: JwksUnavailable) -> None:
     _key_set_warned_at = now
 
 
-def get_tenant(principal: CurrentPrincipal) -> str:
-    """Return the caller's tenant id: the token's subject."""
+async def get_tenant(principal: CurrentPrincipal) -> str:
+    """Return the caller's tenant id, the token's subject, and add it to the request's logs."""
+    # Async, so that it runs in the request's own task and the log context reaches the route.
+    set_log_tenant(principal.subject)
     return principal.subject
 
 

@@ -6,7 +6,8 @@ workflow id is the job id, so every line about a job can be found by that one fi
 workflow's run id as `run_id`.
 
 A line also carries `tenant_id` while code runs inside `tenant_log_context` (the worker enters
-it for each workflow and activity whose input names a tenant), and `trace_id` and `span_id`
+it for each workflow and activity whose input names a tenant) or after `set_log_tenant` (the
+API calls it for each authenticated request), and `trace_id` and `span_id`
 while an OpenTelemetry span is current, so that a log line leads to its trace.
 """
 
@@ -33,6 +34,12 @@ def tenant_log_context(tenant_id: str | None) -> Iterator[None]:
         yield
     finally:
         _tenant_id.reset(token)
+
+
+def set_log_tenant(tenant_id: str) -> None:
+    """Add `tenant_id` to the JSON log lines written in the rest of the current task, as the
+    API does for a request once its token is verified."""
+    _tenant_id.set(tenant_id)
 
 
 class JsonFormatter(logging.Formatter):
