@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = None
     """Endpoint of an S3-compatible service such as MinIO; None uses AWS S3's."""
 
+    s3_public_endpoint_url: str | None = None
+    """Endpoint that API clients reach the service at, when it differs from `s3_endpoint_url`
+    (MinIO inside docker-compose); presigned URLs name it. None uses `s3_endpoint_url`."""
+
     s3_region: str = "us-east-1"
     """Region of the bucket, signed into every presigned URL."""
 

@@ -67,4 +67,5 @@ def build_object_store(settings: Settings) -> ObjectStore:
         access_key_id=settings.s3_access_key_id,
         secret_access_key=secret.get_secret_value() if secret is not None else None,
         path_style=settings.s3_path_style,
+        public_endpoint_url=settings.s3_public_endpoint_url,
     )

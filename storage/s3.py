@@ -33,6 +33,7 @@ class S3Store:
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         path_style: bool = False,
+        public_endpoint_url: str | None = None,
     ) -> None:
         """Create the store; no request is sent until the first operation.
 
@@ -45,6 +46,10 @@ class S3Store:
             secret_access_key: Secret of `access_key_id`.
             path_style: Address the bucket in the path (`<endpoint>/<bucket>/<key>`) instead
                 of the host name; MinIO and most emulators need it.
+            public_endpoint_url: Endpoint that clients outside reach the service at, such as
+                `http://localhost:9000` for MinIO in docker-compose, where the system itself
+                uses `http://minio:9000`; presigned URLs are signed for it. None uses
+                `endpoint_url`.
         """
         self.bucket = bucket
         config = Config(
@@ -60,6 +65,18 @@ class S3Store:
             aws_secret_access_key=secret_access_key,
             config=config,
         )
+        # A signature covers the host, so URLs for clients are signed by a client of their
+        # endpoint. Presigning sends no request.
+        self._presigner = self._client
+        if public_endpoint_url is not None:
+            self._presigner = boto3.client(
+                "s3",
+                region_name=region,
+                endpoint_url=public_endpoint_url,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                config=config,
+            )
 
     def presign_upload(self, key: str, *, expires_in_seconds: int) -> PresignedUrl:
         """Return a presigned URL for a PUT of the object."""
@@ -113,7 +130,7 @@ class S3Store:
         # Read before signing: botocore signs with a later time truncated to the second, so
         # the URL stays valid until this expiry or slightly after, never less.
         expires = int(time.time()) + expires_in_seconds
-        url = self._client.generate_presigned_url(
+        url = self._presigner.generate_presigned_url(
             operation,
             Params={"Bucket": self.bucket, "Key": key},
             ExpiresIn=expires_in_seconds,

@@ -175,3 +175,26 @@ def test_put_file_over_multipart_threshold_round_trips(store, tmp_path):
 
     assert found is True
     assert (tmp_path / "copy").read_bytes() == payload
+
+
+def test_public_endpoint_named_in_presigned_urls(endpoint_url, tmp_path):
+    internal = new_bucket_store(endpoint_url)
+    public_url = endpoint_url.replace("127.0.0.1", "localhost")
+    store = S3Store(
+        internal.bucket,
+        region=REGION,
+        endpoint_url=endpoint_url,
+        access_key_id=ACCESS_KEY_ID,
+        secret_access_key=SECRET_ACCESS_KEY,
+        path_style=True,
+        public_endpoint_url=public_url,
+    )
+
+    upload = store.presign_upload("jobs/job-public/input", expires_in_seconds=60)
+    httpx.put(upload.url, content=b"through the public name").raise_for_status()
+    destination = tmp_path / "input"
+    found = store.get_file("jobs/job-public/input", destination)
+
+    assert urlsplit(upload.url).netloc == urlsplit(public_url).netloc
+    assert found is True
+    assert destination.read_bytes() == b"through the public name"
