@@ -22,6 +22,9 @@ from types import FrameType
 from typing import Any
 
 import httpx
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client as TemporalClient
 from temporalio.service import RPCError
 
@@ -93,6 +96,7 @@ def run_dev(options: DevOptions) -> int:
             _start_worker_and_api(children, settings)
             base_url = f"http://{_client_host(settings.api_host)}:{settings.api_port}"
             _wait_for_api(children, base_url)
+            asyncio.run(_wait_for_worker(children, settings))
 
             token = mint_token(
                 settings.jwt_secret.get_secret_value(),
@@ -279,6 +283,29 @@ def _wait_for_api(children: ChildProcesses, base_url: str) -> None:
                 " see api.log in the data directory"
             )
         time.sleep(0.3)
+
+
+async def _wait_for_worker(children: ChildProcesses, settings: Settings) -> None:
+    """Wait until the worker polls its task queue, so that no job is submitted to a worker
+    that failed at its start, for example on an unknown provider."""
+    client = await TemporalClient.connect(settings.temporal_address)
+    request = DescribeTaskQueueRequest(
+        namespace=settings.temporal_namespace,
+        task_queue=TaskQueue(name=settings.task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while True:
+        children.check_alive()
+        response = await client.workflow_service.describe_task_queue(request)
+        if response.pollers:
+            return
+        if time.monotonic() > deadline:
+            raise DevError(
+                f"the worker did not poll task queue {settings.task_queue} within"
+                f" {STARTUP_TIMEOUT_SECONDS:.0f} s; see worker.log in the data directory"
+            )
+        await asyncio.sleep(0.3)
 
 
 def _client_host(bind_host: str) -> str:

@@ -76,7 +76,8 @@ def test_dev_fails_on_busy_port(tmp_path, monkeypatch, capsys):
 
 def dev_environment(api_port: int) -> dict[str, str]:
     env = {
-        key: value for key, value in os.environ.items()
+        key: value
+        for key, value in os.environ.items()
         if not key.startswith("CAC_") and key != "DATABASE_URL"
     }
     env.update(
@@ -92,10 +93,16 @@ def dev_environment(api_port: int) -> dict[str, str]:
 
 def dev_command(data_dir: Path, temporal_port: int, ui_port: int, *extra: str) -> list[str]:
     return [
-        sys.executable, "-m", "cli.main", "dev",
-        "--data-dir", str(data_dir),
-        "--temporal-port", str(temporal_port),
-        "--ui-port", str(ui_port),
+        sys.executable,
+        "-m",
+        "cli.main",
+        "dev",
+        "--data-dir",
+        str(data_dir),
+        "--temporal-port",
+        str(temporal_port),
+        "--ui-port",
+        str(ui_port),
         *extra,
     ]
 
@@ -142,6 +149,31 @@ def test_dev_run_reports_success(tmp_path):
     assert available + spent == 100
     assert spent > 0
     for port in ports:
+        assert not port_in_use("127.0.0.1", port)
+
+
+def test_dev_run_with_failing_worker_submits_nothing(tmp_path):
+    temporal_port, ui_port, api_port = free_port(), free_port(), free_port()
+    job_file = tmp_path / "job.json"
+    job_file.write_text(
+        json.dumps({"agentSpec": {"image": "x", "cmd": ["true"]}, "maxBudget": "1"})
+    )
+
+    result = subprocess.run(
+        dev_command(tmp_path / "data", temporal_port, ui_port, "--run", str(job_file)),
+        env={**dev_environment(api_port), "CAC_PROVIDERS": "bogus"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "error: the worker exited with code 1" in result.stderr
+    assert "unknown provider 'bogus' in CAC_PROVIDERS" in result.stderr
+    assert "submitted job" not in result.stdout
+    for port in (temporal_port, ui_port, api_port):
         assert not port_in_use("127.0.0.1", port)
 
 
