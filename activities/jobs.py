@@ -137,7 +137,12 @@ class JobActivities:
                 key=input.key,
             )
         except ledger.InsufficientFunds as error:
-            raise ApplicationError(str(error), type=INSUFFICIENT_CREDITS, non_retryable=True) from error
+            message = (
+                f"the maximum budget of {ledger.micros_to_credits(error.requested_micros)} credits"
+                f" is more than the {ledger.micros_to_credits(error.available_micros)} credits"
+                " available"
+            )
+            raise ApplicationError(message, type=INSUFFICIENT_CREDITS, non_retryable=True) from error
         except ledger.LedgerError as error:
             raise ApplicationError(str(error), type=LEDGER_REJECTED, non_retryable=True) from error
         if not posted.replayed:

@@ -32,7 +32,7 @@ import ledger
 from api.auth import BILLING_READ, JOBS_READ, JOBS_WRITE, mint_token
 from cli.processes import ChildExited, ChildProcesses, port_in_use
 from config import Settings
-from sdk import ApiError, Job
+from sdk import FINAL_STATUSES, ApiError, Job
 from sdk import Client as ApiClient
 from worker.search_attributes import register_search_attributes
 
@@ -367,15 +367,18 @@ def _follow_job(
     children: ChildProcesses, client: ApiClient, job_id: str, timeout: float
 ) -> Job:
     # A loop of its own instead of Client.wait, so that a crashed worker ends the wait at once.
+    # The statuses come from the job's timeline, so that one shorter than a poll is shown too.
     deadline = time.monotonic() + timeout
-    last_status = None
+    shown = 0
     while True:
         children.check_alive()
         job = client.get(job_id)
-        if job.status != last_status:
-            last_status = job.status
-            print(_describe_update(job), flush=True)
+        for event in client.events(job_id)[shown:]:
+            shown = event.sequence
+            if event.type == "status" and event.status not in FINAL_STATUSES:
+                print(f"  {event.status}", flush=True)
         if job.is_final:
+            print(_describe_update(job), flush=True)
             return job
         if time.monotonic() > deadline:
             raise TimeoutError(f"job {job_id} is still {job.status} after {timeout:.0f} s")

@@ -81,7 +81,8 @@ def add_job_commands(commands: argparse._SubParsersAction) -> None:
     listing = commands.add_parser(
         "list",
         parents=[api],
-        help="print the token's tenant's jobs, newest first (scope jobs:read)",
+        help="print the token's tenant's jobs: running ones first, then ended ones, newest first"
+        " (scope jobs:read)",
     )
     listing.add_argument(
         "--status",

@@ -99,6 +99,11 @@ def _variance(client: Client, args: argparse.Namespace) -> None:
         ]
     )
     print_table(rows, right_aligned={3, 4, 5, 6, 7})
+    if len(report["jobs"]) == args.limit:
+        print(
+            f"showing the largest {args.limit} by variance; there may be more jobs:"
+            " raise --limit, or narrow with --since or --provider"
+        )
 
 
 class _TemporalUnreachable(Exception):

@@ -33,7 +33,12 @@ def tenant_log_context(tenant_id: str | None) -> Iterator[None]:
     try:
         yield
     finally:
-        _tenant_id.reset(token)
+        try:
+            _tenant_id.reset(token)
+        except ValueError:
+            # A workflow coroutine that the worker closes at shutdown exits in another
+            # context than the one it entered; that context is gone, so nothing needs undoing.
+            pass
 
 
 def set_log_tenant(tenant_id: str) -> None:

@@ -20,6 +20,7 @@ import os
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 
@@ -323,15 +324,21 @@ class FakeProvider:
         """
         instance = self._get(instance_id)
         lines = [
-            f"fake instance {instance_id} launched for job {instance.job_id} at"
-            f" {instance.launched_at:.0f}",
-            f"running {shlex.join(instance.command)} in {instance.image} from"
-            f" {instance.running_at:.0f}",
-            f"{instance.end_state.value} at {instance.ends_at:.0f}"
-            + (f": {instance.end_message}" if instance.end_message else ""),
+            f"{_iso(instance.launched_at)} fake instance {instance_id} launched for job"
+            f" {instance.job_id}",
         ]
-        if instance.terminated_at is not None:
-            lines.append(f"terminated at {instance.terminated_at:.0f}")
+        stopped_at = instance.terminated_at
+        if stopped_at is None or stopped_at > instance.running_at:
+            lines.append(
+                f"{_iso(instance.running_at)} running {shlex.join(instance.command)}"
+                f" in {instance.image}"
+            )
+        if stopped_at is None or stopped_at >= instance.ends_at:
+            # Simulated: the line is there from launch, with the time the run is due to end.
+            end = f"{_iso(instance.ends_at)} {instance.end_state.value}"
+            lines.append(f"{end}: {instance.end_message}" if instance.end_message else end)
+        if stopped_at is not None:
+            lines.append(f"{_iso(stopped_at)} terminated")
         text = "".join(f"{line}\n" for line in lines).encode()
         return text[-max_bytes:].decode("utf-8", errors="replace")
 
@@ -469,3 +476,7 @@ def _seconds_between(start: float, end: float) -> int:
     # millisecond resolution, so round to milliseconds before rounding up to whole seconds.
     milliseconds = round((end - start) * 1000)
     return max(0, -(-milliseconds // 1000))
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")

@@ -861,4 +861,7 @@ def _error_type(error: ActivityError) -> str | None:
 
 def _describe(error: BaseException) -> str:
     cause = error.cause if isinstance(error, ActivityError) and error.cause else error
+    if isinstance(cause, ApplicationError) and cause.message:
+        # The message alone: str() would put the error's type in front of it.
+        return cause.message
     return str(cause) or type(cause).__name__

@@ -14,7 +14,7 @@ both are listed: the new run, and the old one as FAILED, because the reset termi
 
 import logging
 import unicodedata
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
@@ -30,6 +30,8 @@ from api.deps import CurrentTenant, TemporalClientDep, require_scope
 from api.errors import TEMPORAL_UNAVAILABLE, ApiProblem, field_error
 from api.job_search import JobFilter, build_job_query, decode_cursor, encode_cursor, job_status
 from api.models import JobList, JobSummary
+from api.query_times import MAX_LENGTH as MAX_TIME_LENGTH
+from api.query_times import parse_query_time
 from workflows.search_attributes import COST_MICROS, GPU_TYPE, JOB_STATUS, PROVIDER
 from workflows.types import JobStatus
 
@@ -83,16 +85,18 @@ async def list_jobs(
         ),
     ] = None,
     submitted_after: Annotated[
-        datetime | None,
+        str | None,
         Query(
             alias="submittedAfter",
+            max_length=MAX_TIME_LENGTH,
             description="Only jobs submitted at or after this ISO 8601 time with a timezone.",
         ),
     ] = None,
     submitted_before: Annotated[
-        datetime | None,
+        str | None,
         Query(
             alias="submittedBefore",
+            max_length=MAX_TIME_LENGTH,
             description="Only jobs submitted before this ISO 8601 time with a timezone.",
         ),
     ] = None,
@@ -115,8 +119,14 @@ async def list_jobs(
         tenant_id=tenant,
         statuses=_parse_statuses(statuses or []),
         gpu_type=_check_gpu_type(gpu_type),
-        submitted_after=submitted_after,
-        submitted_before=submitted_before,
+        submitted_after=(
+            None if submitted_after is None else parse_query_time(submitted_after, "submittedAfter")
+        ),
+        submitted_before=(
+            None
+            if submitted_before is None
+            else parse_query_time(submitted_before, "submittedBefore")
+        ),
     )
     query = _build_query(job_filter)
     page_token = _decode_cursor(cursor)
@@ -150,23 +160,6 @@ def _check_gpu_type(gpu_type: str | None) -> str | None:
 
 
 def _build_query(job_filter: JobFilter) -> str:
-    for field, value in (
-        ("submittedAfter", job_filter.submitted_after),
-        ("submittedBefore", job_filter.submitted_before),
-    ):
-        if value is None:
-            continue
-        if value.utcoffset() is None:
-            raise field_error(
-                ("query", field), "must have a timezone, such as 2026-01-01T00:00:00Z"
-            )
-        try:
-            value.astimezone(UTC)
-        except OverflowError:
-            raise field_error(
-                ("query", field), "is out of range once converted to UTC"
-            ) from None
-
     after, before = job_filter.submitted_after, job_filter.submitted_before
     if after is not None and before is not None and after >= before:
         raise field_error(("query", "submittedBefore"), "must be later than submittedAfter")

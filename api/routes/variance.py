@@ -9,8 +9,9 @@ from pydantic import Field
 from api.auth import BILLING_ADMIN
 from api.credits import format_credits
 from api.deps import LedgerEngineDep, require_scope
-from api.errors import field_error
 from api.models import CamelModel
+from api.query_times import MAX_LENGTH as MAX_TIME_LENGTH
+from api.query_times import parse_query_time
 from ledger.provider_costs import JobVariance, variance_report
 
 router = APIRouter(
@@ -68,7 +69,7 @@ def get_variance(
     since: Annotated[
         str | None,
         Query(
-            max_length=64,
+            max_length=MAX_TIME_LENGTH,
             description="Only jobs charged at or after this ISO 8601 time with a timezone.",
         ),
     ] = None,
@@ -90,7 +91,7 @@ def get_variance(
     # A plain def, so that FastAPI runs the blocking ledger query in its thread pool.
     jobs = variance_report(
         engine,
-        since=None if since is None else _parse_since(since),
+        since=None if since is None else parse_query_time(since, "since"),
         provider=provider,
         include_all=include_all,
         limit=limit,
@@ -103,17 +104,3 @@ def get_variance(
         total_margin=format_credits(sum(job.margin_micros for job in jobs)),
     )
 
-
-def _parse_since(value: str) -> datetime:
-    # A string, not a datetime query parameter, because pydantic would read "-2969" as seconds
-    # since the epoch, which no operator means.
-    example = "such as 2026-01-01T00:00:00Z"
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise field_error(
-            ("query", "since"), f"{value!r} is not an ISO 8601 time, {example}"
-        ) from None
-    if parsed.utcoffset() is None:
-        raise field_error(("query", "since"), f"{value!r} has no timezone; add one, {example}")
-    return parsed

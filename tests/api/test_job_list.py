@@ -401,13 +401,19 @@ async def test_list_jobs_cursor_shows_no_other_tenants_jobs(client, history):
         (
             {"submittedAfter": "2026-01-01T00:00:00"},
             "submittedAfter",
-            "must have a timezone, such as 2026-01-01T00:00:00Z",
+            "'2026-01-01T00:00:00' has no timezone; add one, such as 2026-01-01T00:00:00Z",
         ),
         ({"submittedBefore": "yesterday"}, "submittedBefore", None),
         (
+            {"submittedBefore": "0.0"},
+            "submittedBefore",
+            "'0.0' is not an ISO 8601 time, such as 2026-01-01T00:00:00Z",
+        ),
+        ({"submittedAfter": "0"}, "submittedAfter", None),
+        (
             {"submittedAfter": "0001-01-01T00:00:00+05:00"},
             "submittedAfter",
-            "is out of range once converted to UTC",
+            "'0001-01-01T00:00:00+05:00' is out of range in UTC",
         ),
         (
             {"submittedAfter": "2026-02-01T00:00:00Z", "submittedBefore": "2026-01-01T00:00:00Z"},
@@ -443,7 +449,7 @@ async def test_list_jobs_rejects_invalid_parameter(client, history, params, fiel
         "T4\\' OR TenantId = \\'{other}",
         "T4') OR (TenantId = '{other}",
         "T4' OR WorkflowType = 'JobWorkflow",
-        "T4\" OR TenantId = \"{other}",
+        'T4" OR TenantId = "{other}',
     ],
 )
 async def test_list_jobs_gpu_type_injection_matches_nothing(client, history, gpu_type):
@@ -491,7 +497,6 @@ async def test_list_jobs_of_new_tenant_is_empty(client):
 
     assert response.status_code == 200
     assert response.json() == {"jobs": [], "nextCursor": None}
-
 
 
 async def test_list_jobs_without_search_attributes_returns_503(module_settings):

@@ -137,6 +137,8 @@ def test_dev_run_reports_success(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"API docs:  http://127.0.0.1:{api_port}/docs" in result.stdout
     assert f"Web UI:    http://127.0.0.1:{ui_port}" in result.stdout
+    statuses = re.findall(r"^  ([A-Z]{4,})\b(?!:)", result.stdout, re.MULTILINE)
+    assert statuses == ["SUBMITTED", "QUEUED", "PROVISIONING", "RUNNING", "SUCCEEDED"]
     assert re.search(r"^  SUCCEEDED on local .*, exit code 0$", result.stdout, re.MULTILINE)
     balance = re.search(
         r"^balance of dev: available (\S+), held (\S+), spent (\S+) credits$",

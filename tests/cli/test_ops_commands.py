@@ -86,3 +86,16 @@ def test_ops_variance_limit_out_of_range_fails(charged, capsys):
 
     assert code == 2
     assert err == "error: --limit 0 is out of range; use 1 to 1000\n"
+
+
+def test_ops_variance_at_limit_says_more_may_exist(charged, capsys):
+    code, out, _ = run_cac(
+        capsys,
+        "ops", "variance", "--all", "--limit", "1", "--api-url", charged.url, "--token", ADMIN_TOKEN,
+    )
+
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        "showing the largest 1 by variance; there may be more jobs: raise --limit, or narrow"
+        " with --since or --provider"
+    )
