@@ -143,7 +143,9 @@ class JobActivities:
                 " available"
             )
             raise ApplicationError(message, type=INSUFFICIENT_CREDITS, non_retryable=True) from error
-        except ledger.LedgerError as error:
+        except (ledger.LedgerError, ValueError) as error:
+            # ValueError: the ledger rejects the request itself, such as a reserved tenant id;
+            # retrying it would fail the same way for ever.
             raise ApplicationError(str(error), type=LEDGER_REJECTED, non_retryable=True) from error
         if not posted.replayed:
             metrics.record_hold(input.amount_micros)

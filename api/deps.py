@@ -23,6 +23,7 @@ from api.errors import (
 from api.jwks import JwksUnavailable
 from config import Settings
 from config.logging import set_log_tenant
+from ledger.models import PLATFORM_TENANT_ID
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,17 @@ def _warn_key_set_unavailable(error: JwksUnavailable) -> None:
 
 
 async def get_tenant(principal: CurrentPrincipal) -> str:
-    """Return the caller's tenant id, the token's subject, and add it to the request's logs."""
+    """Return the caller's tenant id, the token's subject, and add it to the request's logs.
+
+    Raises:
+        HTTPException: 403 for the platform's own tenant id, which no customer may use.
+    """
+    if principal.subject == PLATFORM_TENANT_ID:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"the token's subject {PLATFORM_TENANT_ID!r} is the platform's own tenant id, not a"
+            " customer's; use another subject",
+        )
     # Async, so that it runs in the request's own task and the log context reaches the route.
     set_log_tenant(principal.subject)
     return principal.subject

@@ -10,6 +10,7 @@ Routes raise `HTTPException`, `ApiProblem` (for a problem type of its own) or
 RPC failures and unexpected exceptions into problems, and document them in the OpenAPI schema.
 """
 
+import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -135,6 +136,13 @@ class ProblemResponse(JSONResponse):
     """A JSON response with the `application/problem+json` media type."""
 
     media_type = PROBLEM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        # ASCII with escapes, so that a rejected input echoed back, which may hold a lone
+        # surrogate that JSON allows but UTF-8 cannot encode, still renders.
+        return json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode()
 
 
 def problem_response(

@@ -29,17 +29,27 @@ def derive_job_id(tenant_id: str, idempotency_key: str | None) -> str:
 
 def normalized_request(request: SubmitJobRequest) -> dict[str, Any]:
     """Return the fields that define a job, with defaults applied."""
-    return {
+    hint = request.resource_hint
+    normalized: dict[str, Any] = {
         "image": request.agent_spec.image,
         "cmd": request.agent_spec.cmd,
         "env": request.agent_spec.env,
-        "gpuType": request.resource_hint.gpu_type,
-        "gpuCount": request.resource_hint.gpu_count,
-        "spotOk": request.resource_hint.spot_ok,
+        "gpuType": hint.gpu_type,
+        "gpuCount": hint.gpu_count,
+        "spotOk": hint.spot_ok,
         "maxBudgetMicros": credits_to_micros(request.max_budget),
         "callbackUrl": request.callback_url,
         "waitForInput": request.wait_for_input,
     }
+    # Placement rules enter only when they differ from the defaults, so that the fingerprint
+    # of a request that leaves them out stays what it was before they counted.
+    if hint.policy != "balanced":
+        normalized["policy"] = hint.policy
+    if hint.providers:
+        normalized["providers"] = sorted(hint.providers)
+    if hint.max_price_per_hour is not None:
+        normalized["maxPricePerHourMicros"] = credits_to_micros(hint.max_price_per_hour)
+    return normalized
 
 
 def request_hash(request: SubmitJobRequest) -> str:

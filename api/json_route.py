@@ -5,6 +5,8 @@ validator runs, and a float cannot represent most decimal fractions. Routes buil
 `DecimalJSONRoute` see every JSON number with a fraction or exponent as a `Decimal`. They also
 see the non-standard constants `NaN`, `Infinity` and `-Infinity` as the `Decimal` values of
 the same name, so that validators reject them with a field-level 422, not a parse error.
+A body whose strings escape a lone UTF-16 surrogate (`"\\ud800"`), which JSON allows but no
+text encoding can store, is rejected as invalid JSON.
 """
 
 import json
@@ -22,8 +24,36 @@ class DecimalJSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
-            self._json = json.loads(body, parse_float=Decimal, parse_constant=Decimal)
+            parsed = json.loads(body, parse_float=Decimal, parse_constant=Decimal)
+            _reject_lone_surrogates(parsed, body)
+            self._json = parsed
         return self._json
+
+
+def _reject_lone_surrogates(value: Any, body: bytes) -> None:
+    """Raise JSONDecodeError, which FastAPI reports as a 422, for a string with a lone
+    surrogate anywhere in `value`."""
+    strings = []
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            strings.append(item)
+        elif isinstance(item, dict):
+            strings.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    for text in strings:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            document = body.decode("utf-8", errors="replace")
+            raise json.JSONDecodeError(
+                "a string contains a lone UTF-16 surrogate escape, which is not text",
+                document,
+                0,
+            ) from None
 
 
 class DecimalJSONRoute(APIRoute):

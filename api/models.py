@@ -111,11 +111,19 @@ class AgentSpec(CamelModel):
         return env
 
 
+MAX_GPU_TYPE_LENGTH = 64
+"""Longest GPU model name accepted, as in `GET /v1/quotes`; Temporal limits search attributes."""
+
+
 class ResourceHint(CamelModel):
     """The machine resources that a job requests."""
 
     gpu_type: str | None = Field(
-        default=None, min_length=1, description="GPU model such as `A100`; null for CPU only."
+        default=None,
+        min_length=1,
+        max_length=MAX_GPU_TYPE_LENGTH,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="GPU model such as `A100`; null for CPU only.",
     )
     gpu_count: int | None = Field(
         default=None,
@@ -167,6 +175,8 @@ def check_callback_url(value: str | None) -> str | None:
     # API to untrusted tenants.
     if value is None:
         return None
+    if any(character.isspace() or not character.isprintable() for character in value):
+        raise ValueError("must not contain whitespace or control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http or https URL, such as https://example.com/hook")

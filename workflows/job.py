@@ -81,6 +81,10 @@ WEBHOOK_DEADLINE = timedelta(days=1)
 
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 CONTINUE_AS_NEW_PATCH = "continue-as-new"
+SHIELDED_CLOSE_PATCH = "shielded-close"
+"""Patch id of finishing teardown and settlement when a Temporal cancel arrives meanwhile."""
+SHIELDED_HOLD_PATCH = "shielded-hold"
+"""Patch id of waiting for the hold's outcome when a Temporal cancel arrives meanwhile."""
 RELEASE_ATTEMPT_PATCH = "release-failed-attempt"
 """Patch id of tearing down what a failed launch created, which older jobs never do."""
 """Patch id of continuing as new, which jobs started before it never do."""
@@ -138,6 +142,8 @@ class JobWorkflow:
         """Whether the provider has listed the current instance."""
         self._notices: list[asyncio.Task] = []
         """Deliveries of low-balance notices, awaited before the workflow completes."""
+        self._pending_notices: list[LowBalanceNotice] = []
+        """Low-balance notices not yet delivered; a new run after continue-as-new sends them."""
 
     @workflow.run
     async def run(self, input: JobInput) -> JobState:
@@ -167,6 +173,24 @@ class JobWorkflow:
             # normally, so the final state and its settlement stay readable in the result.
             self._finish(JobStatus.CANCELLED, self._cancel_reason or "cancelled through Temporal")
 
+        if not workflow.patched(SHIELDED_CLOSE_PATCH):
+            await self._close_out(deliveries)
+            return self._state
+        closing = asyncio.create_task(self._close_out(deliveries))
+        while True:
+            try:
+                # Shielded: a Temporal cancel during teardown or settlement must not leave the
+                # instance running or the hold open, so closing out always runs to its end.
+                await asyncio.shield(closing)
+                return self._state
+            except asyncio.CancelledError:
+                self._finish(
+                    JobStatus.CANCELLED, self._cancel_reason or "cancelled through Temporal"
+                )
+
+    async def _close_out(self, deliveries: asyncio.Task | None) -> None:
+        """Tear the instance down, settle the hold, show the final status, and wait for the
+        webhook and low-balance deliveries."""
         await self._tear_down()
         await self._settle()
         self._complete()
@@ -176,7 +200,6 @@ class JobWorkflow:
             await deliveries
         for notice in self._notices:
             await notice
-        return self._state
 
     @workflow.query
     def state(self) -> JobState:
@@ -332,17 +355,31 @@ class JobWorkflow:
 
     async def _hold_budget(self) -> bool:
         amount = self._input.max_budget_micros
+        hold = workflow.start_activity_method(
+            JobActivities.hold_budget,
+            BudgetRequest(
+                tenant_id=self._input.tenant_id,
+                job_id=self._input.job_id,
+                amount_micros=amount,
+                key=f"{self._input.job_id}/hold",
+            ),
+            start_to_close_timeout=LEDGER_TIMEOUT,
+        )
         try:
-            held = await workflow.execute_activity_method(
-                JobActivities.hold_budget,
-                BudgetRequest(
-                    tenant_id=self._input.tenant_id,
-                    job_id=self._input.job_id,
-                    amount_micros=amount,
-                    key=f"{self._input.job_id}/hold",
-                ),
-                start_to_close_timeout=LEDGER_TIMEOUT,
-            )
+            if workflow.patched(SHIELDED_HOLD_PATCH):
+                # Shielded: a Temporal cancel must not stop the workflow from learning whether
+                # the hold posted, or a posted hold would never be released.
+                held = await asyncio.shield(hold)
+            else:
+                held = await hold
+        except asyncio.CancelledError:
+            try:
+                await hold
+            except ActivityError:
+                pass
+            else:
+                self._state.held_micros = amount
+            raise
         except ActivityError as error:
             if _error_type(error) == INSUFFICIENT_CREDITS:
                 reason = f"insufficient credits: {_describe(error)}"
@@ -353,10 +390,15 @@ class JobWorkflow:
 
         self._state.held_micros = amount
         if held.low_balance is not None:
-            self._notices.append(asyncio.create_task(self._deliver_notice(held.low_balance)))
+            self._send_notice(held.low_balance)
         return True
 
+    def _send_notice(self, notice: LowBalanceNotice) -> None:
+        self._pending_notices.append(notice)
+        self._notices.append(asyncio.create_task(self._deliver_notice(notice)))
+
     async def _deliver_notice(self, notice: LowBalanceNotice) -> None:
+        # Removed only once handled, so that a new run after continue-as-new sends it again.
         try:
             await workflow.execute_activity_method(
                 WebhookActivities.deliver_low_balance,
@@ -372,6 +414,7 @@ class JobWorkflow:
                 notice.callback_url,
                 _describe(error),
             )
+        self._pending_notices.remove(notice)
 
     async def _provision(self, ranked: list[Offer], max_attempts: int) -> bool:
         """Launch on the best offer that has capacity, trying at most `max_attempts` offers;
@@ -557,10 +600,10 @@ class JobWorkflow:
                 return _InstanceEnd.JOB_DONE
 
     def _history_too_long(self, config: JobConfig) -> bool:
-        """Return whether to continue as new now.
+        """Return whether to continue as new now: the history is long and no cancel waits.
 
-        That is when the history is long and no webhook or low-balance delivery is pending,
-        because the new run would lose a delivery in flight.
+        Deliveries in flight do not hold it back: the checkpoint carries the events and
+        notices not yet delivered, and the new run sends them again.
         """
         info = workflow.info()
         too_long = (
@@ -568,10 +611,6 @@ class JobWorkflow:
             or info.is_continue_as_new_suggested()
         )
         if not too_long or self._cancel_reason is not None:
-            return False
-        if self._delivered_events < len(self._state.events):
-            return False
-        if any(not notice.done() for notice in self._notices):
             return False
         return workflow.patched(CONTINUE_AS_NEW_PATCH)
 
@@ -589,6 +628,7 @@ class JobWorkflow:
             preemptions=self._preemptions,
             lost=self._lost,
             delivered_events=self._delivered_events,
+            pending_notices=list(self._pending_notices),
         )
 
     def _restore(self, checkpoint: Checkpoint) -> None:
@@ -604,6 +644,8 @@ class JobWorkflow:
         self._preemptions = checkpoint.preemptions
         self._lost = checkpoint.lost
         self._delivered_events = checkpoint.delivered_events
+        for notice in checkpoint.pending_notices:
+            self._send_notice(notice)
 
     def _on_instance_vanished(self, report: InstanceReport) -> "_InstanceEnd":
         """End monitoring of an instance that the provider listed before and lists no more."""
@@ -798,8 +840,8 @@ class JobWorkflow:
             if self._delivered_events == len(self._state.events):
                 return
             event = self._state.events[self._delivered_events]
-            self._delivered_events += 1
             if event.type != JobEventType.STATUS:
+                self._delivered_events += 1
                 continue
             try:
                 await workflow.execute_activity_method(
@@ -824,6 +866,9 @@ class JobWorkflow:
                     "rejected" if rejected else "gave up",
                     _describe(error),
                 )
+            # Counted only once handled, so that a run that continues as new meanwhile sends
+            # the event again from the new run: at least once, with the same Webhook-Id.
+            self._delivered_events += 1
 
     def _update_search_attributes(self) -> None:
         if not workflow.patched(SEARCH_ATTRIBUTES_PATCH):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from activities.types import JobConfig
+from ledger.alerts import LowBalanceNotice
 from ledger.money import micros_to_credits
 from providers.base import Offer
 
@@ -289,3 +290,6 @@ class Checkpoint:
 
     delivered_events: int
     """Events of the timeline that the webhook loop has handled."""
+
+    pending_notices: list[LowBalanceNotice] = field(default_factory=list)
+    """Low-balance notices not delivered yet; the new run sends them."""

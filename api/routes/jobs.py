@@ -40,7 +40,14 @@ from config import Settings
 from ledger.money import credits_to_micros
 from workflows.job import JobWorkflow
 from workflows.search_attributes import GPU_TYPE, JOB_STATUS, TENANT_ID
-from workflows.types import CancelRequest, InputReady, JobInput, JobState, JobStatus
+from workflows.types import (
+    FINAL_JOB_STATUSES,
+    CancelRequest,
+    InputReady,
+    JobInput,
+    JobState,
+    JobStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +261,12 @@ async def _signal_running_job(
             also when it ends between the check and the signal.
     """
     description = await describe_own_job(handle, tenant)
-    if description.status == WorkflowExecutionStatus.RUNNING:
+    job = await _read_job(handle, description)
+    # A job's workflow stays open after the job ended while its webhooks are still delivered.
+    if (
+        description.status == WorkflowExecutionStatus.RUNNING
+        and job.status not in FINAL_JOB_STATUSES
+    ):
         try:
             await handle.signal(signal, argument)
             return description
@@ -262,8 +274,8 @@ async def _signal_running_job(
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise
             description = await describe_own_job(handle, tenant)
+            job = await _read_job(handle, description)
 
-    job = await _read_job(handle, description)
     raise HTTPException(
         status.HTTP_409_CONFLICT, f"job {handle.id} has already ended {job.status.value}"
     )

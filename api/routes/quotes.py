@@ -10,7 +10,7 @@ from pydantic import Field
 from api.auth import JOBS_READ
 from api.credits import format_credits
 from api.deps import SettingsDep, TemporalClientDep, require_scope
-from api.models import MAX_GPU_COUNT, CamelModel
+from api.models import MAX_GPU_COUNT, MAX_GPU_TYPE_LENGTH, CamelModel
 from providers.base import QuoteRequest
 from workflows.quotes import QuotesResult, QuotesWorkflow
 
@@ -46,7 +46,9 @@ class QuotesView(CamelModel):
 async def get_quotes(
     client: TemporalClientDep,
     settings: SettingsDep,
-    gpu_type: Annotated[str | None, Query(alias="gpuType", min_length=1, max_length=64)] = None,
+    gpu_type: Annotated[
+        str | None, Query(alias="gpuType", min_length=1, max_length=MAX_GPU_TYPE_LENGTH)
+    ] = None,
     gpu_count: Annotated[int | None, Query(alias="gpuCount", ge=0, le=MAX_GPU_COUNT)] = None,
     spot_ok: Annotated[bool, Query(alias="spotOk")] = False,
 ) -> QuotesView:

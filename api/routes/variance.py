@@ -74,7 +74,13 @@ def get_variance(
         ),
     ] = None,
     provider: Annotated[
-        str | None, Query(min_length=1, max_length=255, description="Only jobs on this provider.")
+        str | None,
+        Query(
+            min_length=1,
+            max_length=255,
+            pattern=r"^[^\x00-\x1f\x7f]+$",
+            description="Only jobs on this provider.",
+        ),
     ] = None,
     include_all: Annotated[
         bool,
