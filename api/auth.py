@@ -233,8 +233,10 @@ def _decode(
         raise InvalidToken(str(error)) from error
 
     subject = claims["sub"]
-    if not subject:
+    if not subject or not subject.strip():
         raise InvalidToken("the token's sub claim is empty")
+    if not subject.isprintable():
+        raise InvalidToken("the token's sub claim contains control characters")
     scope = claims.get("scope", "")
     if not isinstance(scope, str):
         raise InvalidToken("the token's scope claim must be a space-separated string")

@@ -70,10 +70,14 @@ Credits = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0},
-                {"type": "string", "pattern": r"^\d+(\.\d{1,6})?$"},
+                {"type": "integer", "minimum": 1, "maximum": MAX_CREDITS},
+                # A string of at most six decimal places and above zero.
+                {"type": "string", "pattern": r"^(?!0*(\.0*)?$)[0-9]{1,13}(\.[0-9]{1,6})?$"},
             ],
-            "description": "Credits, at most six decimal places, as a JSON number or a string.",
+            "description": (
+                "Credits with at most six decimal places, as a decimal string or a JSON number;"
+                " the schema lists whole numbers, but a number with decimals is accepted too."
+            ),
             "examples": ["12.5"],
         }
     ),

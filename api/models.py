@@ -76,13 +76,19 @@ def _split_command(value: object) -> object:
 class AgentSpec(CamelModel):
     """The job's workload: a container image, its command and environment."""
 
-    image: str = Field(min_length=1, description="Container image, such as `python:3.11-slim`.")
+    image: str = Field(
+        min_length=1,
+        pattern=r"^\S+$",
+        description="Container image, such as `python:3.11-slim`.",
+    )
     cmd: Annotated[list[str], BeforeValidator(_split_command)] = Field(
         min_length=1,
         description="Command and arguments; a string is split into arguments like a shell does.",
     )
     env: dict[str, str] = Field(
-        default_factory=dict, description="Environment variables for the command."
+        default_factory=dict,
+        description="Environment variables for the command.",
+        json_schema_extra={"propertyNames": {"pattern": "^[^=\u0000]+$"}},
     )
 
     @field_validator("image")

@@ -25,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import JOBS_READ, JOBS_WRITE
 from api.deps import CurrentTenant, SettingsDep, TemporalClientDep, require_scope
+from api.errors import field_error
 from api.idempotency import IDEMPOTENCY_KEY_PATTERN, derive_job_id, request_hash
 from api.job_view import view_from_close, view_from_state
 from api.json_route import DecimalJSONRoute
@@ -349,9 +350,9 @@ async def _replay(client: Client, job_id: str, *, tenant: str, fingerprint: str)
     handle = client.get_workflow_handle_for(JobWorkflow.run, job_id)
     description = await describe_own_job(handle, tenant)
     if await description.memo_value(REQUEST_HASH_MEMO, None) != fingerprint:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "Idempotency-Key was already used with a different request",
+        raise field_error(
+            ("header", "Idempotency-Key"),
+            "was already used with a different request; use a new key for a new job",
         )
     return await _read_job(handle, description)
 

@@ -236,7 +236,12 @@ async def test_idempotency_key_reused_for_other_request_returns_422(client, time
     assert first.status_code == 201
     assert second.status_code == 422
     assert second.json()["type"] == "https://compute-as-credit.dev/problems/validation-error"
-    assert second.json()["detail"] == "Idempotency-Key was already used with a different request"
+    (error,) = second.json()["errors"]
+    assert error["in"] == "header"
+    assert error["field"] == "Idempotency-Key"
+    assert error["detail"] == (
+        "was already used with a different request; use a new key for a new job"
+    )
 
 
 async def test_shared_key_across_tenants_starts_two_jobs(
