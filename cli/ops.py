@@ -11,10 +11,13 @@ import argparse
 import asyncio
 import sys
 
-from temporalio.service import RPCError
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
+import ledger
 from cli.billing import UsageError, api_arguments, print_json, print_table, run_client_command
 from config import Settings
+from ledger.money import micros_to_credits
 from sdk import Client
 from worker.client import connect_temporal
 from worker.search_attributes import register_search_attributes
@@ -56,6 +59,13 @@ def add_ops_commands(commands: argparse._SubParsersAction) -> None:
         " CAC_TEMPORAL_ADDRESS and CAC_TEMPORAL_NAMESPACE name; safe to run again",
     )
     init.set_defaults(handler=_init)
+
+    holds = actions.add_parser(
+        "holds",
+        help="list the ledger's open holds whose job has ended or has no workflow in Temporal,"
+        " read-only; exit 1 when there is any",
+    )
+    holds.set_defaults(handler=_holds)
 
 
 def _variance(client: Client, args: argparse.Namespace) -> None:
@@ -147,3 +157,65 @@ async def _register(settings: Settings) -> list[str]:
         # The SDK raises RuntimeError when the connection fails, such as when it is refused.
         raise _TemporalUnreachable(str(error)) from None
     return await register_search_attributes(client, settings.temporal_namespace)
+
+
+def _holds(_args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        stray = asyncio.run(_find_stray_holds(settings))
+    except _TemporalUnreachable as error:
+        print(
+            f"error: cannot reach Temporal at {settings.temporal_address}: {error};"
+            " start it, or set CAC_TEMPORAL_ADDRESS",
+            file=sys.stderr,
+        )
+        return 1
+
+    if not stray:
+        print("every open hold belongs to a running job")
+        return 0
+    rows = [["job", "tenant", "held", "workflow"]]
+    for hold, workflow_status in stray:
+        rows.append(
+            [
+                hold.job_id,
+                hold.tenant_id,
+                f"{micros_to_credits(hold.remaining_micros)}",
+                workflow_status,
+            ]
+        )
+    print_table(rows, right_aligned={2})
+    print(
+        f"{len(stray)} open holds belong to jobs that are not running; see why each job's"
+        " workflow ended without settling: temporal workflow show --workflow-id JOB"
+    )
+    return 1
+
+
+async def _find_stray_holds(settings: Settings) -> list[tuple[ledger.HoldRecord, str]]:
+    """Return each open hold whose job's workflow is not running, with that workflow's status."""
+    try:
+        client = await asyncio.wait_for(connect_temporal(settings), CONNECT_TIMEOUT_SECONDS)
+    except TimeoutError:
+        raise _TemporalUnreachable(f"timed out after {CONNECT_TIMEOUT_SECONDS:.0f} s") from None
+    except RuntimeError as error:
+        raise _TemporalUnreachable(str(error)) from None
+
+    engine = ledger.create_ledger_engine(settings.database_url)
+    try:
+        open_holds = await asyncio.to_thread(ledger.list_open_holds, engine)
+    finally:
+        engine.dispose()
+
+    stray = []
+    for hold in open_holds:
+        try:
+            description = await client.get_workflow_handle(hold.job_id).describe()
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            stray.append((hold, "not found"))
+            continue
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            status = description.status.name if description.status else "unknown"
+            stray.append((hold, status))
+    return stray

@@ -14,6 +14,7 @@ from ledger.balances import (
     TenantBalances,
     get_balances,
     get_hold,
+    list_open_holds,
     get_platform_balances,
 )
 from ledger.db import create_ledger_engine
@@ -88,6 +89,7 @@ __all__ = [
     "expire_grants",
     "get_balances",
     "get_hold",
+    "list_open_holds",
     "get_platform_balances",
     "get_statement",
     "grant",

@@ -127,6 +127,30 @@ def get_hold(engine: Engine, job_id: str) -> HoldRecord | None:
     )
 
 
+def list_open_holds(engine: Engine) -> list[HoldRecord]:
+    """Read every hold that still has credits held, oldest first."""
+
+    def read() -> list[sa.Row]:
+        with engine.connect() as connection:
+            return connection.execute(
+                sa.select(holds)
+                .where(holds.c.captured + holds.c.released < holds.c.amount)
+                .order_by(holds.c.created_at, holds.c.job_id)
+            ).all()
+
+    return [
+        HoldRecord(
+            job_id=row.job_id,
+            tenant_id=row.tenant_id,
+            amount_micros=row.amount,
+            captured_micros=row.captured,
+            released_micros=row.released,
+            refunded_micros=row.refunded,
+        )
+        for row in run_with_reconnect(engine, read)
+    ]
+
+
 def _read_one_row(engine: Engine, statement: sa.Select) -> sa.Row:
     def read() -> sa.Row:
         with engine.connect() as connection:
