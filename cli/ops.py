@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import sys
 
+from temporalio.client import Client as TemporalClient
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -149,14 +150,18 @@ def _init(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _register(settings: Settings) -> list[str]:
+    client = await _connect(settings)
+    return await register_search_attributes(client, settings.temporal_namespace)
+
+
+async def _connect(settings: Settings) -> TemporalClient:
     try:
-        client = await asyncio.wait_for(connect_temporal(settings), CONNECT_TIMEOUT_SECONDS)
+        return await asyncio.wait_for(connect_temporal(settings), CONNECT_TIMEOUT_SECONDS)
     except TimeoutError:
         raise _TemporalUnreachable(f"timed out after {CONNECT_TIMEOUT_SECONDS:.0f} s") from None
     except RuntimeError as error:
         # The SDK raises RuntimeError when the connection fails, such as when it is refused.
         raise _TemporalUnreachable(str(error)) from None
-    return await register_search_attributes(client, settings.temporal_namespace)
 
 
 def _holds(_args: argparse.Namespace, settings: Settings) -> int:
@@ -193,12 +198,7 @@ def _holds(_args: argparse.Namespace, settings: Settings) -> int:
 
 async def _find_stray_holds(settings: Settings) -> list[tuple[ledger.HoldRecord, str]]:
     """Return each open hold whose job's workflow is not running, with that workflow's status."""
-    try:
-        client = await asyncio.wait_for(connect_temporal(settings), CONNECT_TIMEOUT_SECONDS)
-    except TimeoutError:
-        raise _TemporalUnreachable(f"timed out after {CONNECT_TIMEOUT_SECONDS:.0f} s") from None
-    except RuntimeError as error:
-        raise _TemporalUnreachable(str(error)) from None
+    client = await _connect(settings)
 
     engine = ledger.create_ledger_engine(settings.database_url)
     try:

@@ -16,17 +16,11 @@ from enum import Enum
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.jobs import JobActivities
     from activities.metrics import record_job_status
-    from activities.webhooks import (
-        WEBHOOK_REJECTED,
-        LowBalanceDelivery,
-        WebhookActivities,
-        WebhookDelivery,
-    )
     from activities.types import (
         INSUFFICIENT_CREDITS,
         OUT_OF_CAPACITY,
@@ -39,10 +33,17 @@ with workflow.unsafe.imports_passed_through():
         ReleaseInput,
         SettleInput,
     )
+    from activities.webhooks import (
+        WEBHOOK_REJECTED,
+        LowBalanceDelivery,
+        WebhookActivities,
+        WebhookDelivery,
+    )
     from ledger.alerts import LowBalanceNotice
     from ledger.money import micros_to_credits
     from ledger.provider_costs import ProviderCharge
     from providers.base import InstanceState, Offer, ProvisionRequest, QuoteRequest
+    from workflows.activity_errors import describe, error_type
     from workflows.quoting import collect_offers
     from workflows.search_attributes import COST_MICROS, JOB_STATUS, PROVIDER
     from workflows.selection import Constraints, Policy, rank_offers
@@ -381,10 +382,10 @@ class JobWorkflow:
                 self._state.held_micros = amount
             raise
         except ActivityError as error:
-            if _error_type(error) == INSUFFICIENT_CREDITS:
-                reason = f"insufficient credits: {_describe(error)}"
+            if error_type(error) == INSUFFICIENT_CREDITS:
+                reason = f"insufficient credits: {describe(error)}"
             else:
-                reason = f"the budget could not be held: {_describe(error)}"
+                reason = f"the budget could not be held: {describe(error)}"
             self._finish(JobStatus.FAILED, reason)
             return False
 
@@ -412,7 +413,7 @@ class JobWorkflow:
                 "job %s: the low-balance notice to %s was not delivered: %s",
                 self._input.job_id,
                 notice.callback_url,
-                _describe(error),
+                describe(error),
             )
         self._pending_notices.remove(notice)
 
@@ -457,8 +458,8 @@ class JobWorkflow:
                 await self._adopt_after_cancel(launch, attempt, offer)
                 raise
             except ActivityError as error:
-                attempt.error = _describe(error)
-                kind = "no capacity" if _error_type(error) == OUT_OF_CAPACITY else "launch failed"
+                attempt.error = describe(error)
+                kind = "no capacity" if error_type(error) == OUT_OF_CAPACITY else "launch failed"
                 workflow.logger.warning(
                     "attempt %d on %s/%s: %s: %s",
                     number, offer.provider, offer.instance_type, kind, attempt.error,
@@ -468,7 +469,7 @@ class JobWorkflow:
                     f"attempt {number}: {kind}: {attempt.error}",
                     provider=offer.provider,
                 )
-                if _error_type(error) != OUT_OF_CAPACITY:
+                if error_type(error) != OUT_OF_CAPACITY:
                     await self._release_attempt(attempt, request.client_token)
                 continue
 
@@ -523,7 +524,7 @@ class JobWorkflow:
         try:
             launched = await launch
         except ActivityError as error:
-            attempt.error = _describe(error)
+            attempt.error = describe(error)
             return
         attempt.instance_id = launched.instance_id
         self._use_instance(offer, launched.instance_id)
@@ -857,14 +858,14 @@ class JobWorkflow:
                     retry_policy=WEBHOOK_RETRY,
                 )
             except ActivityError as error:
-                rejected = _error_type(error) == WEBHOOK_REJECTED
+                rejected = error_type(error) == WEBHOOK_REJECTED
                 workflow.logger.warning(
                     "job %s: event %d was not delivered to %s (%s): %s",
                     self._input.job_id,
                     event.sequence,
                     url,
                     "rejected" if rejected else "gave up",
-                    _describe(error),
+                    describe(error),
                 )
             # Counted only once handled, so that a run that continues as new meanwhile sends
             # the event again from the new run: at least once, with the same Webhook-Id.
@@ -896,17 +897,3 @@ class JobWorkflow:
         self._state.failure_reason = reason
         self._state.finished_at = workflow.now().isoformat()
         self._set_status(status)
-
-
-
-def _error_type(error: ActivityError) -> str | None:
-    cause = error.cause
-    return cause.type if isinstance(cause, ApplicationError) else None
-
-
-def _describe(error: BaseException) -> str:
-    cause = error.cause if isinstance(error, ActivityError) and error.cause else error
-    if isinstance(cause, ApplicationError) and cause.message:
-        # The message alone: str() would put the error's type in front of it.
-        return cause.message
-    return str(cause) or type(cause).__name__

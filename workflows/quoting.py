@@ -5,7 +5,8 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+
+from workflows.activity_errors import describe
 
 with workflow.unsafe.imports_passed_through():
     from activities.jobs import JobActivities
@@ -41,8 +42,7 @@ async def collect_offers(
         if isinstance(result, asyncio.CancelledError):
             raise result
         if isinstance(result, BaseException):
-            cause = result.cause if isinstance(result, ActivityError) and result.cause else result
-            workflow.logger.warning("provider %s gave no quote: %s", name, cause)
+            workflow.logger.warning("provider %s gave no quote: %s", name, describe(result))
             failed.append(name)
             continue
         offers.extend(result.offers)
