@@ -1,8 +1,8 @@
 """Delivery of a job's events to its `callbackUrl`, signed as `sdk.webhooks` describes.
 
 The workflow delivers one event at a time, in timeline order, and Temporal retries a failed
-delivery with backoff, so an event survives worker crashes and receiver outages and the
-receiver sees the events in order. A retry sends the same `Webhook-Id`.
+delivery with backoff. An event therefore survives worker crashes and receiver outages, and
+the receiver gets the events in order. A retry sends the same `Webhook-Id`.
 """
 
 import json

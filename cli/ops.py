@@ -63,7 +63,7 @@ def add_ops_commands(commands: argparse._SubParsersAction) -> None:
 
     holds = actions.add_parser(
         "holds",
-        help="list the ledger's open holds whose job has ended or has no workflow in Temporal,"
+        help="list the ledger's open holds whose job's workflow has ended or is not found,"
         " read-only; exit 1 when there is any",
     )
     holds.set_defaults(handler=_holds)

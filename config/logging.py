@@ -37,7 +37,7 @@ def tenant_log_context(tenant_id: str | None) -> Iterator[None]:
             _tenant_id.reset(token)
         except ValueError:
             # A workflow coroutine that the worker closes at shutdown exits in another
-            # context than the one it entered; that context is gone, so nothing needs undoing.
+            # context than the one it entered. That context is gone, so nothing needs undoing.
             pass
 
 

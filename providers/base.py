@@ -6,8 +6,8 @@ one of the three `ProviderError` subclasses below, so that callers decide on tho
 * `OutOfCapacity`: the provider has no instance of that kind now; try another offer.
 * `TransientProviderError`: the call may succeed if repeated (timeouts, 5xx, throttling).
 * `PermanentProviderError`: repeating the same call will fail again (bad request, auth).
-  Its subclass `InstanceNotFound` says the provider does not list the instance: not yet, right
-  after a launch on a provider whose reads lag behind its writes, or no longer.
+  Its subclass `InstanceNotFound` means the provider does not list the instance. That happens
+  right after a launch on a provider whose reads lag behind its writes, or once it is gone.
 
 Every call is safe to repeat. `provision` takes a client token derived from the job id and the
 attempt number, and a second call with the same token returns the instance that the first call
@@ -170,8 +170,8 @@ class InstanceStatus:
     """Provider's explanation, such as a crash reason; empty when there is none."""
 
     price_per_hour_micros: int | None = None
-    """Price per hour that the provider reports charging for the instance, in micro-credits;
-    None when it reports none, and the offer's price then stands in."""
+    """Price per hour that the provider reports charging for the instance, in micro-credits.
+    None when it reports none, and the offer's price is used instead."""
 
 
 @dataclass(frozen=True)

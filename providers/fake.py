@@ -72,7 +72,7 @@ class FakeFaults:
 
     overcharge_percent: int = 0
     """Percent above the offer's price that the provider charges for an instance launched
-    now, as a real provider's bill drifts from its catalog; negative for a discount."""
+    now, as a real provider's bill drifts from its catalog. Negative for a discount."""
 
     status_absent: bool = False
     """An instance launched now is never listed: `status` and `terminate` raise

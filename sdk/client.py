@@ -287,7 +287,7 @@ class Client:
         """Upload a job's input, from a file or bytes, and return the URLs used.
 
         The job reads its input when its instance is provisioned, so submit it with
-        `wait_for_input=True`; this call then marks it ready (`mark_ready`) once the upload is
+        `wait_for_input=True`. This call then marks it ready (`mark_ready`) once the upload is
         complete. Needs the `jobs:write` scope.
 
         Raises:

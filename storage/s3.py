@@ -46,9 +46,9 @@ class S3Store:
             secret_access_key: Secret of `access_key_id`.
             path_style: Address the bucket in the path (`<endpoint>/<bucket>/<key>`) instead
                 of the host name; MinIO and most emulators need it.
-            public_endpoint_url: Endpoint that clients outside reach the service at, such as
+            public_endpoint_url: Endpoint at which clients outside reach the service, such as
                 `http://localhost:9000` for MinIO in docker-compose, where the system itself
-                uses `http://minio:9000`; presigned URLs are signed for it. None uses
+                uses `http://minio:9000`. Presigned URLs are signed for it. None uses
                 `endpoint_url`.
         """
         self.bucket = bucket

@@ -321,8 +321,9 @@ async def _start_job(
 
 
 def _failed_before_taking_effect(job: JobView) -> bool:
-    """Whether a job's workflow completed FAILED before any offer was tried, so it launched
-    nothing and has nothing held, and a retry with its key may run it again.
+    """Return whether a job's workflow completed FAILED before any offer was tried.
+
+    Such a job launched nothing and has nothing held, so a retry with its key may run it again.
 
     A job whose workflow was terminated has no state (`held` is None) and is never run again,
     because it may have left a hold or an instance behind.

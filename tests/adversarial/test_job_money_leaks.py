@@ -94,7 +94,7 @@ async def run_to_first_run_history(env, engine, providers, input: JobInput, *, r
             JobWorkflow.run, input, id=input.job_id, task_queue=task_queue
         )
         if receiver is not None:
-            # No client waits on the handle yet, so time stands still at the first poll timer.
+            # No client waits on the handle yet, so time does not advance past the first poll timer.
             for _ in range(200):
                 if len(receiver.accepted()) >= 3:
                     break
@@ -108,11 +108,11 @@ async def run_to_first_run_history(env, engine, providers, input: JobInput, *, r
 
 
 async def test_long_job_without_callback_continues_as_new(time_env, ledger_engine, tenant):
-    """A job without a callbackUrl never counts an event as delivered, so `_history_too_long`
-    always sees undelivered events and never continues as new. Its history grows by about 11
-    events per poll (2,028 for this job's 180 polls) until Temporal terminates the workflow
-    at its default limit of 51,200 events, about 6 hours at the default 5 s poll, with no
-    teardown and no settlement."""
+    """A job without a callbackUrl never counted an event as delivered, so `_history_too_long`
+    always found undelivered events and the job never continued as new. Its history grew by
+    about 11 events per poll (2,028 for this job's 180 polls). Temporal terminates a workflow
+    at 51,200 events by default, about 6 hours at the default 5 s poll, with no teardown and
+    no settlement."""
     provider = fake(run_seconds=3 * HOUR)
     fund(ledger_engine, tenant, 100 * CREDIT)
     input = job_input(tenant, 20 * CREDIT)
@@ -129,7 +129,7 @@ async def test_long_job_without_callback_continues_as_new(time_env, ledger_engin
     )
 
 
-async def test_pending_low_balance_notice_does_not_block_continue_as_new(
+async def test_pending_notice_allows_continue_as_new(
     time_env, ledger_engine, tenant
 ):
     """A low-balance notice whose receiver is down is retried for up to a day, and while it
@@ -161,9 +161,9 @@ async def test_pending_low_balance_notice_does_not_block_continue_as_new(
 
 
 async def test_continue_as_new_keeps_webhook_in_flight(time_env, ledger_engine, tenant):
-    """The webhook loop counts an event as delivered before its delivery succeeds, so a job
-    that continues as new while the receiver rejects the RUNNING event drops that event:
-    the new run starts after it, and delivery is no longer at least once."""
+    """The webhook loop counted an event as delivered before its delivery succeeded. A job
+    that continued as new while the receiver rejected the RUNNING event therefore dropped
+    that event, because the new run started after it."""
     provider = fake(run_seconds=3 * HOUR)
     fund(ledger_engine, tenant, 100 * CREDIT)
     input = job_input(tenant, 20 * CREDIT)

@@ -29,7 +29,7 @@ JOB_REQUEST = {
 
 @pytest.fixture(scope="module")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    """A test server of this module's own, whose unworked jobs no other test sees."""
+    """A test server of this module's own, whose unworked jobs no other test reads."""
     env = await start_time_skipping_env()
     yield env
     await env.shutdown()

@@ -395,9 +395,9 @@ async def wait_for_instance(client, job_id: str, headers: dict) -> None:
 async def test_job_events_list_timeline(client, time_env, tenant):
     headers = bearer(tenant, "jobs:read", "jobs:write")
     job_id = (await client.post("/v1/jobs", json=job_request(), headers=headers)).json()["jobId"]
-    # Cancelled once launched, so the test needs no time skipping. NOTE: after an earlier test
-    # here terminates a running workflow, the test server stopped skipping time and a
-    # finish() call timed out; the cause is not checked.
+    # Cancelled once launched, so the test needs no time skipping.
+    # NOTE: after an earlier test here terminates a running workflow, the test server stopped
+    # skipping time and a finish() call timed out. The cause is not checked.
     await wait_for_instance(client, job_id, headers)
     await client.post(f"/v1/jobs/{job_id}/cancel", json={"reason": "seen enough"}, headers=headers)
     await time_env.client.get_workflow_handle(job_id).result()

@@ -22,10 +22,10 @@ class Receiver:
 
     url: str
     refuse_next: int = 0
-    """Number of next requests answered 503 instead of 204."""
+    """Number of next requests that get 503 instead of 204."""
 
     reject_with: int | None = None
-    """Status code, such as 410, that answers every request instead; None to accept."""
+    """Status code, such as 410, returned for every request instead; None to accept."""
 
     deliveries: list[Delivery] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
